@@ -1,0 +1,90 @@
+use super::*;
+use crate::spec::parse_flow;
+
+fn issues(doc: &str) -> Vec<Issue> {
+    let spec = parse_flow(doc).expect("parses");
+    compile(&spec).expect_err("must be invalid").issues
+}
+
+fn has(issues: &[Issue], path: &str, needle: &str) -> bool {
+    issues.iter().any(|i| i.path == path && i.message.contains(needle))
+}
+
+#[test]
+fn a_valid_flow_compiles_with_edges_and_defaults() {
+    let spec = parse_flow(
+        "name: order\ndefaults: {queue: orders, retry: {max_attempts: 3}}\nnodes:\n  a: {type: noop}\n  b: {type: noop, needs: [a], queue: heavy, priority: 5}\n  c: {type: transform, needs: [a, b], params: {value: '{{ nodes.a }}'}}\n",
+    )
+    .unwrap();
+    let flow = compile(&spec).unwrap();
+    assert_eq!(flow.roots, vec![0]);
+    assert_eq!(flow.nodes[0].successors, vec![1, 2]);
+    assert_eq!(flow.nodes[1].queue, "heavy");
+    assert_eq!(flow.nodes[0].queue, "orders");
+    assert_eq!(flow.nodes[2].retry.max_attempts, 3);
+    assert_eq!(flow.nodes[2].reads_nodes, vec!["a".to_string()]);
+    assert!(flow.nodes[2].templated);
+}
+
+#[test]
+fn unknown_type_suggests_the_closest() {
+    let i = issues("name: f\nnodes:\n  a: {type: htp}\n");
+    assert!(has(&i, "nodes.a.type", "did you mean `http`"), "{i:?}");
+}
+
+#[test]
+fn misspelled_needs_suggest_the_closest_name() {
+    let i = issues("name: f\nnodes:\n  charge: {type: noop}\n  ship: {type: noop, needs: [chrage]}\n");
+    assert!(has(&i, "nodes.ship.needs[0]", "did you mean `charge`"), "{i:?}");
+}
+
+#[test]
+fn cycles_are_named() {
+    let i = issues("name: f\nnodes:\n  a: {type: noop, needs: [c]}\n  b: {type: noop, needs: [a]}\n  c: {type: noop, needs: [b]}\n");
+    assert!(i.iter().any(|x| x.message.contains("cycle: ") && x.message.contains("a -> b -> c -> a")), "{i:?}");
+}
+
+#[test]
+fn bad_durations_name_the_field() {
+    let i = issues("name: f\nnodes:\n  a: {type: delay, params: {duration: soon}}\n  b: {type: noop, timeout: 5 sex}\n");
+    assert!(has(&i, "nodes.a.params.duration", "invalid duration"), "{i:?}");
+    assert!(has(&i, "nodes.b.timeout", "ms, s, m, h, d"), "{i:?}");
+}
+
+#[test]
+fn templates_may_only_read_upstream_nodes() {
+    let i = issues("name: f\nnodes:\n  a: {type: noop}\n  b: {type: noop}\n  c: {type: log, needs: [a], params: {message: '{{ nodes.b }} {{ nodes.zz }} {{ inptu.x }}'}}\n");
+    assert!(has(&i, "nodes.c.params.message", "not upstream of `c`"), "{i:?}");
+    assert!(has(&i, "nodes.c.params.message", "unknown node `zz`"), "{i:?}");
+    assert!(has(&i, "nodes.c.params.message", "did you mean `input`"), "{i:?}");
+}
+
+#[test]
+fn params_are_checked_per_type() {
+    let i = issues("name: f\nnodes:\n  h: {type: http, params: {url: 'ftp://x', method: FETCH, fail_on: [7xx], bogus: 1}}\n");
+    assert!(has(&i, "nodes.h.params.bogus", "unknown field `bogus`"), "{i:?}");
+    let i = issues("name: f\nnodes:\n  h: {type: http, params: {url: 'ftp://x', method: FETCH, fail_on: [7xx]}}\n");
+    assert!(has(&i, "nodes.h.params.url", "absolute"), "{i:?}");
+    assert!(has(&i, "nodes.h.params.method", "allowed: GET"), "{i:?}");
+    assert!(has(&i, "nodes.h.params.fail_on[0]", "class (5xx)"), "{i:?}");
+}
+
+#[test]
+fn branch_paths_must_be_direct_successors() {
+    let i = issues("name: f\nnodes:\n  b: {type: branch, params: {condition: '{{ input.x }}', then: [yes_path], else: [other]}}\n  yes_path: {type: noop, needs: [b]}\n  other: {type: noop}\n");
+    assert!(has(&i, "nodes.b.params.else[0]", "must list `b` in its needs"), "{i:?}");
+}
+
+#[test]
+fn retry_bounds_are_enforced() {
+    let i = issues("name: f\nnodes:\n  a: {type: noop, retry: {max_attempts: 0, multiplier: 50, jitter: 2}}\n");
+    assert!(has(&i, "nodes.a.retry.max_attempts", "between 1 and 100"), "{i:?}");
+    assert!(has(&i, "nodes.a.retry.multiplier", "between 1.0 and 10.0"), "{i:?}");
+    assert!(has(&i, "nodes.a.retry.jitter", "between 0.0 and 1.0"), "{i:?}");
+}
+
+#[test]
+fn every_problem_is_listed_at_once() {
+    let i = issues("name: 'bad name!'\nnodes:\n  a: {type: nope}\n  b: {type: noop, needs: [x]}\n");
+    assert!(i.len() >= 3, "{i:?}");
+}
