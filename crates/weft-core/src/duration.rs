@@ -12,7 +12,8 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     if trimmed.is_empty() {
         return Err(format!("empty duration; {DURATION_HELP}"));
     }
-    humantime::parse_duration(trimmed).map_err(|_| format!("invalid duration {text:?}; {DURATION_HELP}"))
+    humantime::parse_duration(trimmed)
+        .map_err(|_| format!("invalid duration {text:?}; {DURATION_HELP}"))
 }
 
 /// Formats a duration the way [`parse`] reads it.
@@ -34,7 +35,10 @@ mod tests {
     #[test]
     fn rejects_garbage_with_help() {
         let err = parse("5 sex").unwrap_err();
-        assert!(err.contains("\"5 sex\"") && err.contains("ms, s, m, h, d"), "{err}");
+        assert!(
+            err.contains("\"5 sex\"") && err.contains("ms, s, m, h, d"),
+            "{err}"
+        );
         assert!(parse("").is_err());
         assert!(parse("-1s").is_err());
     }

@@ -14,7 +14,10 @@ pub struct Issue {
 impl Issue {
     /// An issue at `path`.
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { path: path.into(), message: message.into() }
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -39,6 +42,8 @@ pub struct SpecError {
 impl SpecError {
     /// A single-issue error.
     pub fn one(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { issues: vec![Issue::new(path, message)] }
+        Self {
+            issues: vec![Issue::new(path, message)],
+        }
     }
 }

@@ -72,9 +72,23 @@ pub struct BranchPaths {
 
 impl CompiledFlow {
     pub(crate) fn new(spec: FlowSpec, nodes: Vec<CompiledNode>) -> Self {
-        let index = nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
-        let roots = nodes.iter().enumerate().filter(|(_, n)| n.needs.is_empty()).map(|(i, _)| i).collect();
-        Self { spec, nodes, roots, index }
+        let index = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.clone(), i))
+            .collect();
+        let roots = nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| n.needs.is_empty())
+            .map(|(i, _)| i)
+            .collect();
+        Self {
+            spec,
+            nodes,
+            roots,
+            index,
+        }
     }
 
     /// The flow's name.

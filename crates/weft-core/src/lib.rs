@@ -17,7 +17,7 @@ pub use error::{Issue, SpecError};
 pub use flow::{CompiledFlow, CompiledNode, NodeIdx};
 pub use spec::{FlowSpec, NodeSpec, parse_flow};
 pub use state::{RunState, TaskState};
-pub use validate::compile;
+pub use validate::{closest, compile, is_valid_name};
 
 /// The largest flow document weft accepts, in bytes.
 pub const MAX_FLOW_BYTES: usize = 1024 * 1024;

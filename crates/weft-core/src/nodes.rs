@@ -67,12 +67,24 @@ impl NodeKind {
         match self {
             NodeKind::Noop => "Does nothing and succeeds with null. Useful as a join point.",
             NodeKind::Log => "Writes a templated message to weft's log; output is the message.",
-            NodeKind::Delay => "Waits durably for `duration` without holding a worker slot or memory.",
-            NodeKind::Transform => "Builds JSON from the run input and upstream outputs; output is `value` rendered.",
-            NodeKind::Branch => "Evaluates `condition`; nodes listed under the path not taken are skipped.",
-            NodeKind::Http => "Makes an HTTP request over a shared keep-alive pool; output is status, headers and body.",
-            NodeKind::Fail => "Fails on purpose (optionally only the first `times` attempts), for testing retries and the DLQ.",
-            NodeKind::Subflow => "Starts a child run of `flow` with `input` and waits durably for it; output is the child's node outputs.",
+            NodeKind::Delay => {
+                "Waits durably for `duration` without holding a worker slot or memory."
+            }
+            NodeKind::Transform => {
+                "Builds JSON from the run input and upstream outputs; output is `value` rendered."
+            }
+            NodeKind::Branch => {
+                "Evaluates `condition`; nodes listed under the path not taken are skipped."
+            }
+            NodeKind::Http => {
+                "Makes an HTTP request over a shared keep-alive pool; output is status, headers and body."
+            }
+            NodeKind::Fail => {
+                "Fails on purpose (optionally only the first `times` attempts), for testing retries and the DLQ."
+            }
+            NodeKind::Subflow => {
+                "Starts a child run of `flow` with `input` and waits durably for it; output is the child's node outputs."
+            }
         }
     }
 
@@ -240,12 +252,20 @@ pub struct StatusRange {
 impl StatusRange {
     /// Parses `404`, `5xx` or `500-599`.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let help = "expected a status code (404), a class (5xx) or a range (500-599) between 100 and 599";
+        let help =
+            "expected a status code (404), a class (5xx) or a range (500-599) between 100 and 599";
         let t = s.trim().to_ascii_lowercase();
         let code = |x: &str| x.parse::<u16>().ok().filter(|c| (100..=599).contains(c));
         let r = if let Some(class) = t.strip_suffix("xx") {
-            let d = class.parse::<u16>().ok().filter(|d| (1..=5).contains(d)).ok_or_else(|| format!("{s:?}: {help}"))?;
-            StatusRange { lo: d * 100, hi: d * 100 + 99 }
+            let d = class
+                .parse::<u16>()
+                .ok()
+                .filter(|d| (1..=5).contains(d))
+                .ok_or_else(|| format!("{s:?}: {help}"))?;
+            StatusRange {
+                lo: d * 100,
+                hi: d * 100 + 99,
+            }
         } else if let Some((a, b)) = t.split_once('-') {
             match (code(a), code(b)) {
                 (Some(lo), Some(hi)) if lo <= hi => StatusRange { lo, hi },
@@ -270,12 +290,25 @@ mod tests {
 
     #[test]
     fn status_ranges_parse() {
-        assert_eq!(StatusRange::parse("5xx").unwrap(), StatusRange { lo: 500, hi: 599 });
-        assert_eq!(StatusRange::parse("404").unwrap(), StatusRange { lo: 404, hi: 404 });
-        assert_eq!(StatusRange::parse("400-451").unwrap(), StatusRange { lo: 400, hi: 451 });
+        assert_eq!(
+            StatusRange::parse("5xx").unwrap(),
+            StatusRange { lo: 500, hi: 599 }
+        );
+        assert_eq!(
+            StatusRange::parse("404").unwrap(),
+            StatusRange { lo: 404, hi: 404 }
+        );
+        assert_eq!(
+            StatusRange::parse("400-451").unwrap(),
+            StatusRange { lo: 400, hi: 451 }
+        );
         assert!(StatusRange::parse("6xx").is_err());
         assert!(StatusRange::parse("500-400").is_err());
-        assert!(StatusRange::parse("abc").unwrap_err().contains("class (5xx)"));
+        assert!(
+            StatusRange::parse("abc")
+                .unwrap_err()
+                .contains("class (5xx)")
+        );
     }
 
     #[test]

@@ -44,7 +44,9 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The back-off after failed attempt number `attempt` (1-based), before jitter.
     pub fn base_delay(&self, attempt: u32) -> Duration {
-        let exp = self.multiplier.powi(attempt.saturating_sub(1).min(64) as i32);
+        let exp = self
+            .multiplier
+            .powi(attempt.saturating_sub(1).min(64) as i32);
         let secs = (self.initial_delay.as_secs_f64() * exp).min(self.max_delay.as_secs_f64());
         Duration::from_secs_f64(secs.max(0.0))
     }
@@ -83,7 +85,10 @@ mod tests {
 
     #[test]
     fn jitter_shrinks_within_bounds() {
-        let p = RetryPolicy { jitter: 0.5, ..RetryPolicy::default() };
+        let p = RetryPolicy {
+            jitter: 0.5,
+            ..RetryPolicy::default()
+        };
         assert_eq!(p.delay(1, 0.0), Duration::from_secs(1));
         assert_eq!(p.delay(1, 1.0), Duration::from_millis(500));
     }

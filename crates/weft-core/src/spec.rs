@@ -106,7 +106,11 @@ pub fn parse_flow(text: &str) -> Result<FlowSpec, SpecError> {
     if text.len() > crate::MAX_FLOW_BYTES {
         return Err(SpecError::one(
             "",
-            format!("document is {} bytes; the limit is {} bytes", text.len(), crate::MAX_FLOW_BYTES),
+            format!(
+                "document is {} bytes; the limit is {} bytes",
+                text.len(),
+                crate::MAX_FLOW_BYTES
+            ),
         ));
     }
     let value = parse_document(text)?;
@@ -118,27 +122,44 @@ pub fn parse_document(text: &str) -> Result<Value, SpecError> {
     let trimmed = text.trim_start();
     if trimmed.starts_with('{') {
         serde_json::from_str(text).map_err(|e| {
-            SpecError::one("", format!("malformed JSON at line {} column {}: {e}", e.line(), e.column()))
+            SpecError::one(
+                "",
+                format!(
+                    "malformed JSON at line {} column {}: {e}",
+                    e.line(),
+                    e.column()
+                ),
+            )
         })
     } else {
-        serde_saphyr::from_str::<Value>(text).map_err(|e| SpecError::one("", format!("malformed YAML: {e}")))
+        serde_saphyr::from_str::<Value>(text)
+            .map_err(|e| SpecError::one("", format!("malformed YAML: {e}")))
     }
 }
 
 /// Turns an already-parsed document into a [`FlowSpec`], naming the path of any shape error.
 pub fn flow_from_value(value: Value) -> Result<FlowSpec, SpecError> {
     if !value.is_object() {
-        return Err(SpecError::one("", "a flow document must be a mapping with `name` and `nodes`"));
+        return Err(SpecError::one(
+            "",
+            "a flow document must be a mapping with `name` and `nodes`",
+        ));
     }
     serde_path_to_error::deserialize::<_, FlowSpec>(value).map_err(|e| {
         let path = clean_path(&e.path().to_string());
-        SpecError { issues: vec![Issue::new(path, e.into_inner().to_string())] }
+        SpecError {
+            issues: vec![Issue::new(path, e.into_inner().to_string())],
+        }
     })
 }
 
 /// serde_path_to_error writes `.` for the root and `?` for unknown positions.
 fn clean_path(p: &str) -> String {
-    if p == "." { String::new() } else { p.replace(".?", "").trim_start_matches('.').to_string() }
+    if p == "." {
+        String::new()
+    } else {
+        p.replace(".?", "").trim_start_matches('.').to_string()
+    }
 }
 
 #[cfg(test)]
@@ -154,30 +175,54 @@ mod tests {
 
     #[test]
     fn unknown_field_names_its_path_and_the_allowed_fields() {
-        let err = parse_flow("name: f\nnodes:\n  a:\n    type: noop\n    retries: 3\n").unwrap_err();
+        let err =
+            parse_flow("name: f\nnodes:\n  a:\n    type: noop\n    retries: 3\n").unwrap_err();
         let issue = &err.issues[0];
         assert_eq!(issue.path, "nodes.a.retries");
-        assert!(issue.message.contains("unknown field `retries`"), "{}", issue.message);
+        assert!(
+            issue.message.contains("unknown field `retries`"),
+            "{}",
+            issue.message
+        );
         assert!(issue.message.contains("`retry`"), "{}", issue.message);
     }
 
     #[test]
     fn wrong_type_names_its_path() {
-        let err = parse_flow("name: f\nnodes:\n  a:\n    type: noop\n    retry: {max_attempts: many}\n").unwrap_err();
+        let err =
+            parse_flow("name: f\nnodes:\n  a:\n    type: noop\n    retry: {max_attempts: many}\n")
+                .unwrap_err();
         assert_eq!(err.issues[0].path, "nodes.a.retry.max_attempts");
     }
 
     #[test]
     fn malformed_documents_say_where() {
         let err = parse_flow("{\"name\": \"f\", ").unwrap_err();
-        assert!(err.issues[0].message.starts_with("malformed JSON at line 1"), "{}", err.issues[0].message);
+        assert!(
+            err.issues[0]
+                .message
+                .starts_with("malformed JSON at line 1"),
+            "{}",
+            err.issues[0].message
+        );
         let err = parse_flow("name: [unclosed\n").unwrap_err();
-        assert!(err.issues[0].message.starts_with("malformed YAML"), "{}", err.issues[0].message);
+        assert!(
+            err.issues[0].message.starts_with("malformed YAML"),
+            "{}",
+            err.issues[0].message
+        );
     }
 
     #[test]
     fn oversized_documents_are_rejected() {
-        let big = format!("name: f\ndescription: \"{}\"\nnodes: {{}}\n", "x".repeat(crate::MAX_FLOW_BYTES));
-        assert!(parse_flow(&big).unwrap_err().issues[0].message.contains("limit"));
+        let big = format!(
+            "name: f\ndescription: \"{}\"\nnodes: {{}}\n",
+            "x".repeat(crate::MAX_FLOW_BYTES)
+        );
+        assert!(
+            parse_flow(&big).unwrap_err().issues[0]
+                .message
+                .contains("limit")
+        );
     }
 }

@@ -65,18 +65,27 @@ string_enum!(
 impl RunState {
     /// True once nothing more will happen to the run (replay can still revive a failed run).
     pub fn is_terminal(self) -> bool {
-        matches!(self, RunState::Succeeded | RunState::Failed | RunState::Cancelled)
+        matches!(
+            self,
+            RunState::Succeeded | RunState::Failed | RunState::Cancelled
+        )
     }
 }
 
 impl TaskState {
     /// True once the task will not run again on its own.
     pub fn is_terminal(self) -> bool {
-        matches!(self, TaskState::Succeeded | TaskState::Skipped | TaskState::Dead | TaskState::Cancelled)
+        matches!(
+            self,
+            TaskState::Succeeded | TaskState::Skipped | TaskState::Dead | TaskState::Cancelled
+        )
     }
     /// True while the task counts toward its run's active work.
     pub fn is_active(self) -> bool {
-        matches!(self, TaskState::Pending | TaskState::Ready | TaskState::Running | TaskState::Suspended)
+        matches!(
+            self,
+            TaskState::Pending | TaskState::Ready | TaskState::Running | TaskState::Suspended
+        )
     }
 }
 

@@ -31,7 +31,9 @@ fn single_expression(s: &str) -> Option<&str> {
 
 /// Checks a template's syntax and returns the variable paths it reads (e.g. `nodes.charge.id`).
 pub fn references(s: &str) -> Result<Vec<String>, String> {
-    let tmpl = ENV.template_from_str(s).map_err(|e| format!("template syntax error: {}", describe(&e)))?;
+    let tmpl = ENV
+        .template_from_str(s)
+        .map_err(|e| format!("template syntax error: {}", describe(&e)))?;
     let mut vars: Vec<String> = tmpl.undeclared_variables(true).into_iter().collect();
     vars.sort();
     Ok(vars)
@@ -43,18 +45,29 @@ pub fn render_str(s: &str, ctx: &Value) -> Result<Value, String> {
         return Ok(Value::String(s.to_string()));
     }
     if let Some(expr) = single_expression(s) {
-        let compiled = ENV.compile_expression(expr).map_err(|e| format!("in {s:?}: {}", describe(&e)))?;
-        let v = compiled.eval(JValue::from(Serde(ctx))).map_err(|e| format!("in {s:?}: {}", describe(&e)))?;
+        let compiled = ENV
+            .compile_expression(expr)
+            .map_err(|e| format!("in {s:?}: {}", describe(&e)))?;
+        let v = compiled
+            .eval(JValue::from(Serde(ctx)))
+            .map_err(|e| format!("in {s:?}: {}", describe(&e)))?;
         return serde_json::to_value(&v).map_err(|e| format!("in {s:?}: result is not JSON: {e}"));
     }
-    ENV.render_str(s, JValue::from(Serde(ctx))).map(Value::String).map_err(|e| format!("in {s:?}: {}", describe(&e)))
+    ENV.render_str(s, JValue::from(Serde(ctx)))
+        .map(Value::String)
+        .map_err(|e| format!("in {s:?}: {}", describe(&e)))
 }
 
 /// Renders every string inside `v`, keeping the structure.
 pub fn render_value(v: &Value, ctx: &Value) -> Result<Value, String> {
     Ok(match v {
         Value::String(s) => render_str(s, ctx)?,
-        Value::Array(items) => Value::Array(items.iter().map(|i| render_value(i, ctx)).collect::<Result<_, _>>()?),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|i| render_value(i, ctx))
+                .collect::<Result<_, _>>()?,
+        ),
         Value::Object(map) => {
             let mut out = serde_json::Map::with_capacity(map.len());
             for (k, val) in map {
@@ -70,12 +83,22 @@ pub fn render_value(v: &Value, ctx: &Value) -> Result<Value, String> {
 /// not empty, `false`, `0`, `no` or `none`.
 pub fn eval_condition(s: &str, ctx: &Value) -> Result<bool, String> {
     if let Some(expr) = single_expression(s) {
-        let compiled = ENV.compile_expression(expr).map_err(|e| format!("in {s:?}: {}", describe(&e)))?;
-        return compiled.eval(JValue::from(Serde(ctx))).map(|v| v.is_true()).map_err(|e| format!("in {s:?}: {}", describe(&e)));
+        let compiled = ENV
+            .compile_expression(expr)
+            .map_err(|e| format!("in {s:?}: {}", describe(&e)))?;
+        return compiled
+            .eval(JValue::from(Serde(ctx)))
+            .map(|v| v.is_true())
+            .map_err(|e| format!("in {s:?}: {}", describe(&e)));
     }
-    let rendered = ENV.render_str(s, JValue::from(Serde(ctx))).map_err(|e| format!("in {s:?}: {}", describe(&e)))?;
+    let rendered = ENV
+        .render_str(s, JValue::from(Serde(ctx)))
+        .map_err(|e| format!("in {s:?}: {}", describe(&e)))?;
     let t = rendered.trim().to_ascii_lowercase();
-    Ok(!matches!(t.as_str(), "" | "false" | "0" | "no" | "none" | "null"))
+    Ok(!matches!(
+        t.as_str(),
+        "" | "false" | "0" | "no" | "none" | "null"
+    ))
 }
 
 /// Calls `f(path, text)` for every string in `v`; `path` is extended with keys and indexes.
@@ -114,13 +137,22 @@ mod tests {
 
     #[test]
     fn single_expressions_keep_their_type() {
-        assert_eq!(render_str("{{ input.amount }}", &ctx()).unwrap(), json!(120));
-        assert_eq!(render_str("{{ nodes.charge }}", &ctx()).unwrap(), json!({"id": "ch_1"}));
+        assert_eq!(
+            render_str("{{ input.amount }}", &ctx()).unwrap(),
+            json!(120)
+        );
+        assert_eq!(
+            render_str("{{ nodes.charge }}", &ctx()).unwrap(),
+            json!({"id": "ch_1"})
+        );
     }
 
     #[test]
     fn mixed_templates_render_to_strings() {
-        assert_eq!(render_str("Hi {{ input.name }}!", &ctx()).unwrap(), json!("Hi Ada!"));
+        assert_eq!(
+            render_str("Hi {{ input.name }}!", &ctx()).unwrap(),
+            json!("Hi Ada!")
+        );
         assert_eq!(render_str("plain", &ctx()).unwrap(), json!("plain"));
     }
 
@@ -140,7 +172,10 @@ mod tests {
     #[test]
     fn references_list_nested_paths() {
         let refs = references("{{ nodes.charge.id }} {{ input.x }}").unwrap();
-        assert!(refs.iter().any(|r| r.starts_with("nodes.charge")), "{refs:?}");
+        assert!(
+            refs.iter().any(|r| r.starts_with("nodes.charge")),
+            "{refs:?}"
+        );
         assert!(refs.iter().any(|r| r.starts_with("input")), "{refs:?}");
         assert!(references("{{ unclosed").unwrap_err().contains("syntax"));
     }

@@ -2,7 +2,9 @@
 
 use crate::duration;
 use crate::error::{Issue, SpecError};
-use crate::flow::{BranchPaths, CompiledFlow, CompiledNode, DEFAULT_NODE_TIMEOUT, DEFAULT_QUEUE, NodeIdx};
+use crate::flow::{
+    BranchPaths, CompiledFlow, CompiledNode, DEFAULT_NODE_TIMEOUT, DEFAULT_QUEUE, NodeIdx,
+};
 use crate::nodes::{self, HTTP_METHODS, NodeKind, StatusRange};
 use crate::retry::RetryPolicy;
 use crate::spec::{FlowSpec, RetrySpec};
@@ -19,7 +21,11 @@ pub const MAX_ATTEMPTS_LIMIT: u32 = 100;
 pub fn compile(spec: &FlowSpec) -> Result<CompiledFlow, SpecError> {
     let mut v = Validator { issues: Vec::new() };
     let flow = v.compile(spec);
-    if v.issues.is_empty() { Ok(flow) } else { Err(SpecError { issues: v.issues }) }
+    if v.issues.is_empty() {
+        Ok(flow)
+    } else {
+        Err(SpecError { issues: v.issues })
+    }
 }
 
 struct Validator {
@@ -35,7 +41,10 @@ fn is_identifier(s: &str) -> bool {
 
 /// Flow and queue names: letters, digits, `_`, `-`, `.`, 1 to 128 characters.
 pub fn is_valid_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    !s.is_empty()
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 /// The closest candidate to `word`, if one is close enough to be a likely typo.
@@ -72,12 +81,20 @@ impl Validator {
     }
 
     fn params<T: DeserializeOwned>(&mut self, path: &str, params: &Value) -> Option<T> {
-        let value = if params.is_null() { Value::Object(Default::default()) } else { params.clone() };
+        let value = if params.is_null() {
+            Value::Object(Default::default())
+        } else {
+            params.clone()
+        };
         match serde_path_to_error::deserialize::<_, T>(value) {
             Ok(t) => Some(t),
             Err(e) => {
                 let sub = e.path().to_string();
-                let full = if sub == "." { path.to_string() } else { format!("{path}.{}", sub.trim_start_matches('.')) };
+                let full = if sub == "." {
+                    path.to_string()
+                } else {
+                    format!("{path}.{}", sub.trim_start_matches('.'))
+                };
                 self.push(full, e.into_inner().to_string());
                 None
             }
@@ -89,7 +106,10 @@ impl Validator {
         let Some(r) = spec else { return p };
         if let Some(n) = r.max_attempts {
             if n == 0 || n > MAX_ATTEMPTS_LIMIT {
-                self.push(format!("{path}.max_attempts"), format!("must be between 1 and {MAX_ATTEMPTS_LIMIT}, got {n}"));
+                self.push(
+                    format!("{path}.max_attempts"),
+                    format!("must be between 1 and {MAX_ATTEMPTS_LIMIT}, got {n}"),
+                );
             }
             p.max_attempts = n.clamp(1, MAX_ATTEMPTS_LIMIT);
         }
@@ -101,41 +121,71 @@ impl Validator {
         }
         if let Some(m) = r.multiplier {
             if !(1.0..=10.0).contains(&m) {
-                self.push(format!("{path}.multiplier"), format!("must be between 1.0 and 10.0, got {m}"));
+                self.push(
+                    format!("{path}.multiplier"),
+                    format!("must be between 1.0 and 10.0, got {m}"),
+                );
             }
             p.multiplier = m;
         }
         if let Some(j) = r.jitter {
             if !(0.0..=1.0).contains(&j) {
-                self.push(format!("{path}.jitter"), format!("must be between 0.0 and 1.0, got {j}"));
+                self.push(
+                    format!("{path}.jitter"),
+                    format!("must be between 0.0 and 1.0, got {j}"),
+                );
             }
             p.jitter = j;
         }
         if p.max_delay < p.initial_delay {
-            self.push(format!("{path}.max_delay"), "must not be shorter than initial_delay");
+            self.push(
+                format!("{path}.max_delay"),
+                "must not be shorter than initial_delay",
+            );
         }
         p
     }
 
     fn compile(&mut self, spec: &FlowSpec) -> CompiledFlow {
         if !is_valid_name(&spec.name) {
-            self.push("name", format!("{:?} is not a valid flow name: use 1 to 128 letters, digits, `_`, `-` or `.`", spec.name));
+            self.push(
+                "name",
+                format!(
+                    "{:?} is not a valid flow name: use 1 to 128 letters, digits, `_`, `-` or `.`",
+                    spec.name
+                ),
+            );
         }
         if spec.nodes.is_empty() {
             self.push("nodes", "a flow needs at least one node");
         }
         if spec.nodes.len() > crate::MAX_NODES {
-            self.push("nodes", format!("{} nodes; at most {} are allowed", spec.nodes.len(), crate::MAX_NODES));
+            self.push(
+                "nodes",
+                format!(
+                    "{} nodes; at most {} are allowed",
+                    spec.nodes.len(),
+                    crate::MAX_NODES
+                ),
+            );
         }
         let names: Vec<&str> = spec.nodes.keys().map(String::as_str).collect();
-        let index: HashMap<&str, NodeIdx> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+        let index: HashMap<&str, NodeIdx> =
+            names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
 
         let d = &spec.defaults;
         let base_retry = self.retry("defaults.retry", &RetryPolicy::default(), &d.retry);
-        let base_timeout = self.duration("defaults.timeout", &d.timeout).unwrap_or(DEFAULT_NODE_TIMEOUT);
+        let base_timeout = self
+            .duration("defaults.timeout", &d.timeout)
+            .unwrap_or(DEFAULT_NODE_TIMEOUT);
         let base_queue = d.queue.clone().unwrap_or_else(|| DEFAULT_QUEUE.to_string());
         if !is_valid_name(&base_queue) {
-            self.push("defaults.queue", format!("{base_queue:?} is not a valid queue name: use letters, digits, `_`, `-` or `.`"));
+            self.push(
+                "defaults.queue",
+                format!(
+                    "{base_queue:?} is not a valid queue name: use letters, digits, `_`, `-` or `.`"
+                ),
+            );
         }
 
         let mut nodes = Vec::with_capacity(names.len());
@@ -148,7 +198,15 @@ impl Validator {
                 Some(k) => k,
                 None => {
                     let all: Vec<&str> = NodeKind::ALL.iter().map(|k| k.as_str()).collect();
-                    self.push(format!("{path}.type"), format!("unknown node type `{}`{}; allowed: {}", n.kind, did_you_mean(&n.kind, &all), all.join(", ")));
+                    self.push(
+                        format!("{path}.type"),
+                        format!(
+                            "unknown node type `{}`{}; allowed: {}",
+                            n.kind,
+                            did_you_mean(&n.kind, &all),
+                            all.join(", ")
+                        ),
+                    );
                     NodeKind::Noop
                 }
             };
@@ -164,17 +222,31 @@ impl Validator {
                     needs.push(j);
                 } else {
                     let others: Vec<&str> = names.iter().copied().filter(|x| x != name).collect();
-                    self.push(npath, format!("unknown node `{need}`{}; nodes in this flow: {}", did_you_mean(need, &others), others.join(", ")));
+                    self.push(
+                        npath,
+                        format!(
+                            "unknown node `{need}`{}; nodes in this flow: {}",
+                            did_you_mean(need, &others),
+                            others.join(", ")
+                        ),
+                    );
                 }
             }
             let retry = self.retry(&format!("{path}.retry"), &base_retry, &n.retry);
-            let timeout = self.duration(&format!("{path}.timeout"), &n.timeout).unwrap_or(base_timeout);
+            let timeout = self
+                .duration(&format!("{path}.timeout"), &n.timeout)
+                .unwrap_or(base_timeout);
             if timeout.is_zero() {
                 self.push(format!("{path}.timeout"), "must be longer than zero");
             }
             let queue = n.queue.clone().unwrap_or_else(|| base_queue.clone());
             if n.queue.is_some() && !is_valid_name(&queue) {
-                self.push(format!("{path}.queue"), format!("{queue:?} is not a valid queue name: use letters, digits, `_`, `-` or `.`"));
+                self.push(
+                    format!("{path}.queue"),
+                    format!(
+                        "{queue:?} is not a valid queue name: use letters, digits, `_`, `-` or `.`"
+                    ),
+                );
             }
             let mut node = CompiledNode {
                 name: name.clone(),
@@ -207,7 +279,13 @@ impl Validator {
         CompiledFlow::new(spec.clone(), nodes)
     }
 
-    fn check_params(&mut self, path: &str, spec: &FlowSpec, node: &mut CompiledNode, index: &HashMap<&str, NodeIdx>) {
+    fn check_params(
+        &mut self,
+        path: &str,
+        spec: &FlowSpec,
+        node: &mut CompiledNode,
+        index: &HashMap<&str, NodeIdx>,
+    ) {
         let ppath = format!("{path}.params");
         let raw = &node.params;
         match node.kind {
@@ -226,7 +304,10 @@ impl Validator {
             NodeKind::Delay => {
                 if let Some(p) = self.params::<nodes::DelayParams>(&ppath, raw) {
                     if template::is_template(&p.duration) {
-                        self.push(format!("{ppath}.duration"), "must be a fixed duration, not a template");
+                        self.push(
+                            format!("{ppath}.duration"),
+                            "must be a fixed duration, not a template",
+                        );
                     } else {
                         node.delay = self.duration(&format!("{ppath}.duration"), &Some(p.duration));
                     }
@@ -235,7 +316,10 @@ impl Validator {
             NodeKind::Branch => {
                 if let Some(p) = self.params::<nodes::BranchParams>(&ppath, raw) {
                     let mut paths = BranchPaths::default();
-                    for (key, list, out) in [("then", &p.then, &mut paths.then), ("else", &p.otherwise, &mut paths.otherwise)] {
+                    for (key, list, out) in [
+                        ("then", &p.then, &mut paths.then),
+                        ("else", &p.otherwise, &mut paths.otherwise),
+                    ] {
                         for (i, target) in list.iter().enumerate() {
                             let tpath = format!("{ppath}.{key}[{i}]");
                             match index.get(target.as_str()) {
@@ -246,7 +330,16 @@ impl Validator {
                         }
                     }
                     if let Some(j) = paths.then.iter().find(|j| paths.otherwise.contains(j)) {
-                        self.push(&ppath, format!("`{}` is on both the then and the else path", spec.nodes.get_index(*j).map(|(k, _)| k.as_str()).unwrap_or("?")));
+                        self.push(
+                            &ppath,
+                            format!(
+                                "`{}` is on both the then and the else path",
+                                spec.nodes
+                                    .get_index(*j)
+                                    .map(|(k, _)| k.as_str())
+                                    .unwrap_or("?")
+                            ),
+                        );
                     }
                     node.branch = Some(paths);
                 }
@@ -254,10 +347,22 @@ impl Validator {
             NodeKind::Http => {
                 if let Some(p) = self.params::<nodes::HttpParams>(&ppath, raw) {
                     if !HTTP_METHODS.contains(&p.method.to_ascii_uppercase().as_str()) {
-                        self.push(format!("{ppath}.method"), format!("unknown method `{}`; allowed: {}", p.method, HTTP_METHODS.join(", ")));
+                        self.push(
+                            format!("{ppath}.method"),
+                            format!(
+                                "unknown method `{}`; allowed: {}",
+                                p.method,
+                                HTTP_METHODS.join(", ")
+                            ),
+                        );
                     }
-                    if !template::is_template(&p.url) && !(p.url.starts_with("http://") || p.url.starts_with("https://")) {
-                        self.push(format!("{ppath}.url"), format!("{:?} is not an absolute http:// or https:// URL", p.url));
+                    if !template::is_template(&p.url)
+                        && !(p.url.starts_with("http://") || p.url.starts_with("https://"))
+                    {
+                        self.push(
+                            format!("{ppath}.url"),
+                            format!("{:?} is not an absolute http:// or https:// URL", p.url),
+                        );
                     }
                     self.duration(&format!("{ppath}.timeout"), &p.timeout);
                     for (i, s) in p.fail_on.iter().flatten().enumerate() {
@@ -270,9 +375,15 @@ impl Validator {
             NodeKind::Subflow => {
                 if let Some(p) = self.params::<nodes::SubflowParams>(&ppath, raw) {
                     if p.flow == spec.name {
-                        self.push(format!("{ppath}.flow"), "a flow cannot start itself as a subflow");
+                        self.push(
+                            format!("{ppath}.flow"),
+                            "a flow cannot start itself as a subflow",
+                        );
                     } else if !is_valid_name(&p.flow) {
-                        self.push(format!("{ppath}.flow"), format!("{:?} is not a valid flow name", p.flow));
+                        self.push(
+                            format!("{ppath}.flow"),
+                            format!("{:?} is not a valid flow name", p.flow),
+                        );
                     }
                 }
             }
@@ -284,7 +395,12 @@ impl Validator {
         // 0 = unvisited, 1 = on the stack, 2 = done
         let mut mark = vec![0u8; nodes.len()];
         let mut stack: Vec<NodeIdx> = Vec::new();
-        fn visit(i: NodeIdx, nodes: &[CompiledNode], mark: &mut [u8], stack: &mut Vec<NodeIdx>) -> Option<Vec<NodeIdx>> {
+        fn visit(
+            i: NodeIdx,
+            nodes: &[CompiledNode],
+            mark: &mut [u8],
+            stack: &mut Vec<NodeIdx>,
+        ) -> Option<Vec<NodeIdx>> {
             mark[i] = 1;
             stack.push(i);
             for &j in &nodes[i].needs {
@@ -308,8 +424,15 @@ impl Validator {
             if mark[i] == 0 {
                 if let Some(cycle) = visit(i, nodes, &mut mark, &mut stack) {
                     // `cycle` follows needs edges (downstream -> upstream); show it in run order.
-                    let names: Vec<&str> = cycle.iter().rev().map(|&k| nodes[k].name.as_str()).collect();
-                    self.push(format!("nodes.{}.needs", nodes[cycle[0]].name), format!("cycle: {}", names.join(" -> ")));
+                    let names: Vec<&str> = cycle
+                        .iter()
+                        .rev()
+                        .map(|&k| nodes[k].name.as_str())
+                        .collect();
+                    self.push(
+                        format!("nodes.{}.needs", nodes[cycle[0]].name),
+                        format!("cycle: {}", names.join(" -> ")),
+                    );
                     return false;
                 }
             }
@@ -325,18 +448,21 @@ impl Validator {
             let mut issues = Vec::new();
             let node_name = nodes[i].name.clone();
             let nodes_ro: &[CompiledNode] = nodes;
-            template::walk_strings(&nodes_ro[i].params, &format!("nodes.{node_name}.params"), &mut |path, text| {
-                if !template::is_template(text) {
-                    return;
-                }
-                templated = true;
-                let refs = match template::references(text) {
-                    Ok(r) => r,
-                    Err(e) => return issues.push(Issue::new(path, e)),
-                };
-                for r in refs {
-                    let mut parts = r.split('.');
-                    match parts.next() {
+            template::walk_strings(
+                &nodes_ro[i].params,
+                &format!("nodes.{node_name}.params"),
+                &mut |path, text| {
+                    if !template::is_template(text) {
+                        return;
+                    }
+                    templated = true;
+                    let refs = match template::references(text) {
+                        Ok(r) => r,
+                        Err(e) => return issues.push(Issue::new(path, e)),
+                    };
+                    for r in refs {
+                        let mut parts = r.split('.');
+                        match parts.next() {
                         Some("input") => reads_input = true,
                         Some("run") => {}
                         Some("nodes") => match parts.next() {
@@ -350,8 +476,9 @@ impl Validator {
                         Some(other) => issues.push(Issue::new(path, format!("unknown variable `{other}`{}; templates can read: {}", did_you_mean(other, template::TOP_LEVEL_VARS), template::TOP_LEVEL_VARS.join(", ")))),
                         None => {}
                     }
-                }
-            });
+                    }
+                },
+            );
             reads_nodes.sort();
             reads_nodes.dedup();
             let n = &mut nodes[i];

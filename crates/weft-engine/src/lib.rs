@@ -1,1 +1,20 @@
-//! placeholder
+//! weft's engine: the orchestrator (effects of completions, durable timers) and the worker
+//! runtime (per-queue dispatch, node handlers, timeouts, cancellation) over any [`weft_store::Store`].
+//!
+//! The engine never holds state the store does not also have: queues and in-flight maps
+//! are caches rebuilt from the store at start, so a crash loses only attempts in flight.
+
+mod config;
+mod engine;
+mod error;
+mod events;
+pub mod nodes;
+mod queue;
+mod timer;
+mod worker;
+
+pub use config::{DEFAULT_CONCURRENCY, DEFAULT_SHUTDOWN_GRACE, EngineConfig};
+pub use engine::{CatalogEntry, Engine, FlowApplied, RunView, StartRun, TaskView};
+pub use error::EngineError;
+pub use events::Event;
+pub use queue::QueueStats;

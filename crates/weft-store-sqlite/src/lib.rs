@@ -1,1 +1,223 @@
-//! placeholder
+//! weft's embedded store: one SQLite file in WAL mode.
+//!
+//! All writes go through one writer thread that group-commits (see [`writer`]); reads use a
+//! pool of read-only connections. With the default durability (`synchronous = FULL`) a
+//! commit survives both a process crash and a power loss; with `Durability::Normal` it
+//! survives a process crash, and a power loss may drop the last commits (never corrupt).
+
+mod conv;
+mod ops;
+mod read;
+mod schema;
+pub mod writer;
+
+use async_trait::async_trait;
+use read::Readers;
+use rusqlite::Connection;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use weft_core::FlowSpec;
+use weft_core::time::Millis;
+use weft_store::*;
+use writer::Writer;
+
+pub use schema::SCHEMA_VERSION;
+
+/// How hard a commit tries to survive failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// `synchronous = FULL`: every commit is on disk before it is acknowledged. Default.
+    #[default]
+    Full,
+    /// `synchronous = NORMAL`: survives a process crash; a power loss may lose the newest commits.
+    Normal,
+}
+
+/// Options for opening the store.
+#[derive(Debug, Clone, Default)]
+pub struct SqliteOptions {
+    /// Commit durability.
+    pub durability: Durability,
+    /// Page limit, to bound the file size (0 = no limit). A write past it fails as "disk full".
+    pub max_pages: u64,
+}
+
+/// The embedded store.
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Arc<Readers>,
+    path: PathBuf,
+}
+
+/// The database file inside a data directory.
+pub fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("weft.db")
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `data_dir`, migrating it to this build's schema.
+    pub fn open(data_dir: &Path, opts: SqliteOptions) -> Result<Arc<Self>, String> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| format!("cannot create data directory {}: {e}", data_dir.display()))?;
+        let path = db_path(data_dir);
+        let mut conn =
+            Connection::open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let sync = match opts.durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF;
+             PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 10000;"
+        ))
+        .map_err(|e| format!("cannot configure {}: {e}", path.display()))?;
+        if opts.max_pages > 0 {
+            conn.pragma_update(None, "max_page_count", opts.max_pages as i64)
+                .map_err(|e| e.to_string())?;
+        }
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(|e| e.to_string())?;
+        conn.set_prepared_statement_cache_capacity(128);
+        schema::migrate(&mut conn).map_err(|e| format!("{}: {e}", path.display()))?;
+        let (writer, _thread) = Writer::start(conn);
+        Ok(Arc::new(Self {
+            writer,
+            readers: Arc::new(Readers::new(path.clone())),
+            path,
+        }))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[async_trait]
+impl FlowStore for SqliteStore {
+    async fn flow_put(&self, spec: &FlowSpec) -> StoreResult<(FlowRecord, bool)> {
+        let spec = spec.clone();
+        self.writer.exec(move |w| w.flow_put(&spec)).await
+    }
+    async fn flow_get(&self, name: &str, version: Option<u32>) -> StoreResult<Option<FlowRecord>> {
+        let name = name.to_string();
+        self.readers
+            .with(move |c| read::flow_get(c, &name, version))
+            .await
+    }
+    async fn flow_list(&self) -> StoreResult<Vec<FlowRecord>> {
+        self.readers.with(read::flow_list).await
+    }
+}
+
+#[async_trait]
+impl RunStore for SqliteStore {
+    async fn run_create(&self, runs: Vec<NewRun>) -> StoreResult<(Vec<RunCreated>, Effects)> {
+        self.writer
+            .exec(move |w| {
+                let mut fx = Effects::default();
+                let mut out = Vec::with_capacity(runs.len());
+                for r in &runs {
+                    out.push(w.run_create(r, &mut fx)?);
+                }
+                Ok((out, fx))
+            })
+            .await
+    }
+    async fn run_get(&self, id: &str) -> StoreResult<Option<RunDetail>> {
+        let id = id.to_string();
+        self.readers.with(move |c| read::run_get(c, &id)).await
+    }
+    async fn run_list(&self, filter: &RunFilter) -> StoreResult<Vec<RunRecord>> {
+        let filter = filter.clone();
+        self.readers.with(move |c| read::run_list(c, &filter)).await
+    }
+    async fn run_cancel(&self, id: &str) -> StoreResult<Effects> {
+        let id = id.to_string();
+        self.writer
+            .exec(move |w| {
+                let mut fx = Effects::default();
+                w.run_cancel(&id, &mut fx)?;
+                Ok(fx)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl TaskStore for SqliteStore {
+    async fn task_complete(&self, results: Vec<TaskResult>) -> StoreResult<Effects> {
+        self.writer
+            .exec(move |w| {
+                let mut fx = Effects::default();
+                for r in results {
+                    w.task_complete(r, &mut fx)?;
+                }
+                Ok(fx)
+            })
+            .await
+    }
+    async fn task_promote_due(&self, now: Millis) -> StoreResult<Effects> {
+        self.writer
+            .exec(move |w| {
+                let mut fx = Effects::default();
+                w.promote_due(now, &mut fx)?;
+                Ok(fx)
+            })
+            .await
+    }
+    async fn task_recover(&self) -> StoreResult<Effects> {
+        self.writer
+            .exec(|w| {
+                let mut fx = Effects::default();
+                w.recover(&mut fx)?;
+                Ok(fx)
+            })
+            .await
+    }
+    async fn task_inputs(
+        &self,
+        run_id: &str,
+        nodes: &[String],
+    ) -> StoreResult<(Value, serde_json::Map<String, Value>)> {
+        let (run_id, nodes) = (run_id.to_string(), nodes.to_vec());
+        self.readers
+            .with(move |c| read::task_inputs(c, &run_id, &nodes))
+            .await
+    }
+}
+
+#[async_trait]
+impl DlqStore for SqliteStore {
+    async fn dlq_list(&self, filter: &DlqFilter) -> StoreResult<Vec<DeadTask>> {
+        let filter = filter.clone();
+        self.readers.with(move |c| read::dlq_list(c, &filter)).await
+    }
+    async fn dlq_replay(&self, run_id: &str, node: &str) -> StoreResult<Effects> {
+        let (run_id, node) = (run_id.to_string(), node.to_string());
+        self.writer
+            .exec(move |w| {
+                let mut fx = Effects::default();
+                w.dlq_replay(&run_id, &node, &mut fx)?;
+                Ok(fx)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl QueueStore for SqliteStore {
+    async fn queue_list(&self) -> StoreResult<Vec<QueueSettings>> {
+        self.readers.with(read::queue_list).await
+    }
+    async fn queue_put(&self, settings: &QueueSettings) -> StoreResult<()> {
+        let s = settings.clone();
+        self.writer.exec(move |w| w.queue_put(&s)).await
+    }
+}
+
+impl Store for SqliteStore {
+    fn close(&self) {}
+}

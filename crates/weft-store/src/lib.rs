@@ -1,1 +1,94 @@
-//! placeholder
+//! The storage contract every weft driver implements, grouped by entity (flows, runs, tasks,
+//! dead letters, queues). Drivers translate their own errors into [`StoreError`] at this
+//! boundary; no driver type crosses it.
+//!
+//! Writes that change what can run next return [`Effects`]: the tasks that became ready, the
+//! earliest timer now due, and runs that finished. The engine applies them to its in-memory
+//! queues only after the write committed, so nothing runs on the strength of an uncommitted
+//! state change.
+
+mod error;
+mod records;
+
+pub use error::StoreError;
+pub use records::*;
+
+use async_trait::async_trait;
+use serde_json::Value;
+use std::sync::Arc;
+use weft_core::FlowSpec;
+use weft_core::time::Millis;
+
+/// Result of a store call.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Flow definitions and their versions.
+#[async_trait]
+pub trait FlowStore: Send + Sync {
+    /// Stores `spec` as a new version unless the latest version is identical; returns the
+    /// version and whether it was created.
+    async fn flow_put(&self, spec: &FlowSpec) -> StoreResult<(FlowRecord, bool)>;
+    /// A version of a flow (the latest when `version` is `None`).
+    async fn flow_get(&self, name: &str, version: Option<u32>) -> StoreResult<Option<FlowRecord>>;
+    /// The latest version of every flow.
+    async fn flow_list(&self) -> StoreResult<Vec<FlowRecord>>;
+}
+
+/// Runs.
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// Creates runs with their tasks. Each entry either creates its run or, when its
+    /// idempotency key was seen before, returns the existing run.
+    async fn run_create(&self, runs: Vec<NewRun>) -> StoreResult<(Vec<RunCreated>, Effects)>;
+    /// One run and its tasks.
+    async fn run_get(&self, id: &str) -> StoreResult<Option<RunDetail>>;
+    /// Runs matching `filter`, newest first.
+    async fn run_list(&self, filter: &RunFilter) -> StoreResult<Vec<RunRecord>>;
+    /// Cancels a run, its unfinished tasks and its unfinished child runs.
+    async fn run_cancel(&self, id: &str) -> StoreResult<Effects>;
+}
+
+/// Tasks: completions, timers and the ready set.
+#[async_trait]
+pub trait TaskStore: Send + Sync {
+    /// Records attempt results and schedules what follows, atomically per result.
+    async fn task_complete(&self, results: Vec<TaskResult>) -> StoreResult<Effects>;
+    /// Moves tasks whose timer is due at `now` forward (delays finish, back-offs become ready).
+    async fn task_promote_due(&self, now: Millis) -> StoreResult<Effects>;
+    /// Every ready task, for rebuilding the in-memory queues at start-up. Tasks a previous
+    /// process left running are handed back as ready (their attempt re-runs).
+    async fn task_recover(&self) -> StoreResult<Effects>;
+    /// What a task's templates may read: the run input and the outputs of `nodes`.
+    async fn task_inputs(
+        &self,
+        run_id: &str,
+        nodes: &[String],
+    ) -> StoreResult<(Value, serde_json::Map<String, Value>)>;
+}
+
+/// The dead-letter queue: tasks that ran out of attempts.
+#[async_trait]
+pub trait DlqStore: Send + Sync {
+    /// Dead tasks matching `filter`, newest first.
+    async fn dlq_list(&self, filter: &DlqFilter) -> StoreResult<Vec<DeadTask>>;
+    /// Gives a dead task a fresh set of attempts; its run resumes.
+    async fn dlq_replay(&self, run_id: &str, node: &str) -> StoreResult<Effects>;
+}
+
+/// Queue settings that can change at run time.
+#[async_trait]
+pub trait QueueStore: Send + Sync {
+    /// Every queue with stored settings.
+    async fn queue_list(&self) -> StoreResult<Vec<QueueSettings>>;
+    /// Creates or updates a queue's settings.
+    async fn queue_put(&self, settings: &QueueSettings) -> StoreResult<()>;
+}
+
+/// A complete store.
+pub trait Store: FlowStore + RunStore + TaskStore + DlqStore + QueueStore {
+    /// Flushes and closes; later calls fail with [`StoreError::Closed`].
+    fn close(&self);
+}
+
+/// A shared store handle.
+pub type DynStore = Arc<dyn Store>;

@@ -7,7 +7,9 @@ fn issues(doc: &str) -> Vec<Issue> {
 }
 
 fn has(issues: &[Issue], path: &str, needle: &str) -> bool {
-    issues.iter().any(|i| i.path == path && i.message.contains(needle))
+    issues
+        .iter()
+        .any(|i| i.path == path && i.message.contains(needle))
 }
 
 #[test]
@@ -34,36 +36,69 @@ fn unknown_type_suggests_the_closest() {
 
 #[test]
 fn misspelled_needs_suggest_the_closest_name() {
-    let i = issues("name: f\nnodes:\n  charge: {type: noop}\n  ship: {type: noop, needs: [chrage]}\n");
-    assert!(has(&i, "nodes.ship.needs[0]", "did you mean `charge`"), "{i:?}");
+    let i =
+        issues("name: f\nnodes:\n  charge: {type: noop}\n  ship: {type: noop, needs: [chrage]}\n");
+    assert!(
+        has(&i, "nodes.ship.needs[0]", "did you mean `charge`"),
+        "{i:?}"
+    );
 }
 
 #[test]
 fn cycles_are_named() {
-    let i = issues("name: f\nnodes:\n  a: {type: noop, needs: [c]}\n  b: {type: noop, needs: [a]}\n  c: {type: noop, needs: [b]}\n");
-    assert!(i.iter().any(|x| x.message.contains("cycle: ") && x.message.contains("a -> b -> c -> a")), "{i:?}");
+    let i = issues(
+        "name: f\nnodes:\n  a: {type: noop, needs: [c]}\n  b: {type: noop, needs: [a]}\n  c: {type: noop, needs: [b]}\n",
+    );
+    assert!(
+        i.iter()
+            .any(|x| x.message.contains("cycle: ") && x.message.contains("a -> b -> c -> a")),
+        "{i:?}"
+    );
 }
 
 #[test]
 fn bad_durations_name_the_field() {
-    let i = issues("name: f\nnodes:\n  a: {type: delay, params: {duration: soon}}\n  b: {type: noop, timeout: 5 sex}\n");
-    assert!(has(&i, "nodes.a.params.duration", "invalid duration"), "{i:?}");
+    let i = issues(
+        "name: f\nnodes:\n  a: {type: delay, params: {duration: soon}}\n  b: {type: noop, timeout: 5 sex}\n",
+    );
+    assert!(
+        has(&i, "nodes.a.params.duration", "invalid duration"),
+        "{i:?}"
+    );
     assert!(has(&i, "nodes.b.timeout", "ms, s, m, h, d"), "{i:?}");
 }
 
 #[test]
 fn templates_may_only_read_upstream_nodes() {
-    let i = issues("name: f\nnodes:\n  a: {type: noop}\n  b: {type: noop}\n  c: {type: log, needs: [a], params: {message: '{{ nodes.b }} {{ nodes.zz }} {{ inptu.x }}'}}\n");
-    assert!(has(&i, "nodes.c.params.message", "not upstream of `c`"), "{i:?}");
-    assert!(has(&i, "nodes.c.params.message", "unknown node `zz`"), "{i:?}");
-    assert!(has(&i, "nodes.c.params.message", "did you mean `input`"), "{i:?}");
+    let i = issues(
+        "name: f\nnodes:\n  a: {type: noop}\n  b: {type: noop}\n  c: {type: log, needs: [a], params: {message: '{{ nodes.b }} {{ nodes.zz }} {{ inptu.x }}'}}\n",
+    );
+    assert!(
+        has(&i, "nodes.c.params.message", "not upstream of `c`"),
+        "{i:?}"
+    );
+    assert!(
+        has(&i, "nodes.c.params.message", "unknown node `zz`"),
+        "{i:?}"
+    );
+    assert!(
+        has(&i, "nodes.c.params.message", "did you mean `input`"),
+        "{i:?}"
+    );
 }
 
 #[test]
 fn params_are_checked_per_type() {
-    let i = issues("name: f\nnodes:\n  h: {type: http, params: {url: 'ftp://x', method: FETCH, fail_on: [7xx], bogus: 1}}\n");
-    assert!(has(&i, "nodes.h.params.bogus", "unknown field `bogus`"), "{i:?}");
-    let i = issues("name: f\nnodes:\n  h: {type: http, params: {url: 'ftp://x', method: FETCH, fail_on: [7xx]}}\n");
+    let i = issues(
+        "name: f\nnodes:\n  h: {type: http, params: {url: 'ftp://x', method: FETCH, fail_on: [7xx], bogus: 1}}\n",
+    );
+    assert!(
+        has(&i, "nodes.h.params.bogus", "unknown field `bogus`"),
+        "{i:?}"
+    );
+    let i = issues(
+        "name: f\nnodes:\n  h: {type: http, params: {url: 'ftp://x', method: FETCH, fail_on: [7xx]}}\n",
+    );
     assert!(has(&i, "nodes.h.params.url", "absolute"), "{i:?}");
     assert!(has(&i, "nodes.h.params.method", "allowed: GET"), "{i:?}");
     assert!(has(&i, "nodes.h.params.fail_on[0]", "class (5xx)"), "{i:?}");
@@ -71,16 +106,32 @@ fn params_are_checked_per_type() {
 
 #[test]
 fn branch_paths_must_be_direct_successors() {
-    let i = issues("name: f\nnodes:\n  b: {type: branch, params: {condition: '{{ input.x }}', then: [yes_path], else: [other]}}\n  yes_path: {type: noop, needs: [b]}\n  other: {type: noop}\n");
-    assert!(has(&i, "nodes.b.params.else[0]", "must list `b` in its needs"), "{i:?}");
+    let i = issues(
+        "name: f\nnodes:\n  b: {type: branch, params: {condition: '{{ input.x }}', then: [yes_path], else: [other]}}\n  yes_path: {type: noop, needs: [b]}\n  other: {type: noop}\n",
+    );
+    assert!(
+        has(&i, "nodes.b.params.else[0]", "must list `b` in its needs"),
+        "{i:?}"
+    );
 }
 
 #[test]
 fn retry_bounds_are_enforced() {
-    let i = issues("name: f\nnodes:\n  a: {type: noop, retry: {max_attempts: 0, multiplier: 50, jitter: 2}}\n");
-    assert!(has(&i, "nodes.a.retry.max_attempts", "between 1 and 100"), "{i:?}");
-    assert!(has(&i, "nodes.a.retry.multiplier", "between 1.0 and 10.0"), "{i:?}");
-    assert!(has(&i, "nodes.a.retry.jitter", "between 0.0 and 1.0"), "{i:?}");
+    let i = issues(
+        "name: f\nnodes:\n  a: {type: noop, retry: {max_attempts: 0, multiplier: 50, jitter: 2}}\n",
+    );
+    assert!(
+        has(&i, "nodes.a.retry.max_attempts", "between 1 and 100"),
+        "{i:?}"
+    );
+    assert!(
+        has(&i, "nodes.a.retry.multiplier", "between 1.0 and 10.0"),
+        "{i:?}"
+    );
+    assert!(
+        has(&i, "nodes.a.retry.jitter", "between 0.0 and 1.0"),
+        "{i:?}"
+    );
 }
 
 #[test]

@@ -1,0 +1,565 @@
+//! The engine's front door: everything the API and the CLI can ask of weft.
+
+use crate::config::EngineConfig;
+use crate::error::EngineError;
+use crate::events::Event;
+use crate::nodes::HttpClient;
+use crate::queue::{Queue, QueueStats};
+use crate::{timer, worker};
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
+use weft_core::nodes::NodeKind;
+use weft_core::time::{Clock, Millis, SystemClock};
+use weft_core::{CompiledFlow, FlowSpec, RunState, TaskState};
+use weft_store::*;
+
+/// Shared engine state.
+pub(crate) struct Inner {
+    pub store: DynStore,
+    pub config: EngineConfig,
+    pub clock: Arc<dyn Clock>,
+    pub http: HttpClient,
+    flows: RwLock<HashMap<(String, u32), Arc<CompiledFlow>>>,
+    queues: RwLock<HashMap<String, Arc<Queue>>>,
+    /// Attempts running now, by (run, node): their start time and stop signal.
+    pub inflight: Mutex<HashMap<(Arc<str>, Arc<str>), (Millis, CancellationToken)>>,
+    pub inflight_count: AtomicUsize,
+    pub idle: Notify,
+    pub next_due: Mutex<Option<Millis>>,
+    pub timer_wake: Notify,
+    /// Stop taking new work.
+    pub stopping: CancellationToken,
+    events: broadcast::Sender<Event>,
+}
+
+/// A handle to a running engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// Result of applying a flow document.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowApplied {
+    /// Flow name.
+    pub name: String,
+    /// The version now current.
+    pub version: u32,
+    /// False when the document equals the latest version (nothing new stored).
+    pub created: bool,
+}
+
+/// A request to start a run.
+#[derive(Debug, Clone, Default)]
+pub struct StartRun {
+    /// Flow name.
+    pub flow: String,
+    /// Version (default: latest).
+    pub version: Option<u32>,
+    /// Input.
+    pub input: Value,
+    /// Idempotency key.
+    pub idempotency_key: Option<String>,
+}
+
+/// A run with per-node state, as shown to users.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunView {
+    /// The run.
+    #[serde(flatten)]
+    pub run: RunRecord,
+    /// Its nodes, in flow order.
+    pub nodes: Vec<TaskView>,
+}
+
+/// One node of a run, as shown to users.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskView {
+    /// The stored task.
+    #[serde(flatten)]
+    pub task: TaskRecord,
+    /// For a running attempt: when it started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Millis>,
+}
+
+/// A node type in the catalog.
+#[derive(Debug, Clone, Serialize)]
+pub struct CatalogEntry {
+    /// Type name.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// What it does.
+    pub description: &'static str,
+    /// JSON Schema of its `params`.
+    pub params: Value,
+}
+
+impl Inner {
+    pub fn now(&self) -> Millis {
+        self.clock.now_ms()
+    }
+
+    pub fn merge_due(&self, due: Millis) {
+        let mut d = self.next_due.lock();
+        if d.is_none_or(|cur| due < cur) {
+            *d = Some(due);
+            drop(d);
+            self.timer_wake.notify_one();
+        }
+    }
+
+    pub fn queue(self: &Arc<Self>, name: &str) -> Arc<Queue> {
+        if let Some(q) = self.queues.read().get(name) {
+            return q.clone();
+        }
+        let mut qs = self.queues.write();
+        if let Some(q) = qs.get(name) {
+            return q.clone();
+        }
+        let limit = self
+            .config
+            .queues
+            .get(name)
+            .copied()
+            .unwrap_or(self.config.default_concurrency);
+        let q = Arc::new(Queue::new(name, limit, false));
+        qs.insert(name.to_string(), q.clone());
+        if self.config.run_workers {
+            tokio::spawn(worker::dispatch(self.clone(), q.clone()));
+        }
+        q
+    }
+
+    /// Acts on what a committed write changed.
+    pub fn apply(self: &Arc<Self>, fx: Effects) {
+        if !fx.cancelled.is_empty() {
+            let runs: HashSet<&str> = fx.cancelled.iter().map(String::as_str).collect();
+            for q in self.queues.read().values() {
+                q.remove_runs(&runs);
+            }
+            for ((run, _), (_, token)) in self.inflight.lock().iter() {
+                if runs.contains(&**run) {
+                    token.cancel();
+                }
+            }
+        }
+        if !fx.ready.is_empty() {
+            let mut by_queue: HashMap<Arc<str>, Vec<ReadyTask>> = HashMap::new();
+            for t in fx.ready {
+                by_queue.entry(t.queue.clone()).or_default().push(t);
+            }
+            for (name, tasks) in by_queue {
+                self.queue(&name).push(tasks);
+            }
+        }
+        if let Some(due) = fx.next_due {
+            self.merge_due(due);
+        }
+        for f in fx.finished {
+            let _ = self.events.send(Event::RunFinished {
+                run_id: f.id,
+                flow: f.flow,
+                state: f.state,
+                created_at: f.created_at,
+                finished_at: f.finished_at,
+            });
+        }
+    }
+
+    pub async fn flow(&self, name: &str, version: u32) -> Result<Arc<CompiledFlow>, EngineError> {
+        if let Some(f) = self.flows.read().get(&(name.to_string(), version)) {
+            return Ok(f.clone());
+        }
+        let rec = self
+            .store
+            .flow_get(name, Some(version))
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("flow {name} version {version}")))?;
+        let compiled = Arc::new(
+            weft_core::compile(&rec.spec)
+                .map_err(|e| EngineError::Internal(format!("stored flow {name}: {e}")))?,
+        );
+        self.flows
+            .write()
+            .insert((name.to_string(), version), compiled.clone());
+        Ok(compiled)
+    }
+
+    /// Resolves a flow name and optional version to a compiled flow.
+    pub async fn resolve(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<(Arc<CompiledFlow>, u32), EngineError> {
+        let version = match version {
+            Some(v) => v,
+            None => {
+                self.store
+                    .flow_get(name, None)
+                    .await?
+                    .ok_or_else(|| EngineError::NotFound(format!("flow {name}")))?
+                    .version
+            }
+        };
+        Ok((self.flow(name, version).await?, version))
+    }
+
+    pub fn new_run(
+        &self,
+        flow: Arc<CompiledFlow>,
+        version: u32,
+        input: Value,
+        key: Option<String>,
+        parent: Option<(String, String)>,
+    ) -> NewRun {
+        NewRun {
+            id: uuid::Uuid::now_v7().to_string(),
+            flow,
+            version,
+            input,
+            idempotency_key: key,
+            parent,
+            created_at: self.now(),
+        }
+    }
+}
+
+/// Largest accepted run input, in bytes of JSON.
+pub const MAX_INPUT_BYTES: usize = 1024 * 1024;
+/// Longest accepted idempotency key.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+impl Engine {
+    /// Starts an engine over `store`: recovers ready work, starts the timer and, if this
+    /// process runs workers, the per-queue dispatchers.
+    pub async fn start(store: DynStore, config: EngineConfig) -> Result<Engine, EngineError> {
+        Self::start_with_clock(store, config, Arc::new(SystemClock)).await
+    }
+
+    /// [`Engine::start`] with an injected clock.
+    pub async fn start_with_clock(
+        store: DynStore,
+        config: EngineConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Engine, EngineError> {
+        let (events, _) = broadcast::channel(65_536);
+        let inner = Arc::new(Inner {
+            http: HttpClient::new(config.http_connect_timeout, config.http_pool_idle_per_host),
+            store,
+            config,
+            clock,
+            flows: RwLock::new(HashMap::new()),
+            queues: RwLock::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::new()),
+            inflight_count: AtomicUsize::new(0),
+            idle: Notify::new(),
+            next_due: Mutex::new(None),
+            timer_wake: Notify::new(),
+            stopping: CancellationToken::new(),
+            events,
+        });
+        for q in inner.store.queue_list().await? {
+            inner
+                .queue(&q.name)
+                .configure(Some(q.concurrency), Some(q.paused));
+        }
+        for (name, &limit) in &inner.config.queues {
+            inner.queue(name).configure(Some(limit), None);
+        }
+        let fx = inner.store.task_recover().await?;
+        inner.apply(fx);
+        tokio::spawn(timer::run(inner.clone()));
+        Ok(Engine { inner })
+    }
+
+    /// Applies a flow document (YAML or JSON text).
+    pub async fn flow_apply(&self, text: &str) -> Result<FlowApplied, EngineError> {
+        let spec = weft_core::parse_flow(text)?;
+        self.flow_apply_spec(spec).await
+    }
+
+    /// Applies a parsed flow.
+    pub async fn flow_apply_spec(&self, spec: FlowSpec) -> Result<FlowApplied, EngineError> {
+        weft_core::compile(&spec)?;
+        let (rec, created) = self.inner.store.flow_put(&spec).await?;
+        Ok(FlowApplied {
+            name: rec.name,
+            version: rec.version,
+            created,
+        })
+    }
+
+    /// A flow version (latest by default).
+    pub async fn flow_get(
+        &self,
+        name: &str,
+        version: Option<u32>,
+    ) -> Result<FlowRecord, EngineError> {
+        self.inner
+            .store
+            .flow_get(name, version)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("flow {name}")))
+    }
+
+    /// The latest version of every flow.
+    pub async fn flow_list(&self) -> Result<Vec<FlowRecord>, EngineError> {
+        Ok(self.inner.store.flow_list().await?)
+    }
+
+    fn check_start(req: &StartRun) -> Result<(), EngineError> {
+        let size = serde_json::to_vec(&req.input).map(|v| v.len()).unwrap_or(0);
+        if size > MAX_INPUT_BYTES {
+            return Err(EngineError::BadRequest(format!(
+                "input is {size} bytes; at most {MAX_INPUT_BYTES} are allowed"
+            )));
+        }
+        if let Some(k) = &req.idempotency_key {
+            if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY {
+                return Err(EngineError::BadRequest(format!(
+                    "idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a run, or returns the existing run for a repeated idempotency key.
+    pub async fn run_start(&self, req: StartRun) -> Result<RunCreated, EngineError> {
+        let mut out = self.run_start_many(vec![req]).await?;
+        out.pop()
+            .ok_or_else(|| EngineError::Internal("no run created".into()))?
+    }
+
+    /// Starts many runs in one commit; each entry gets its own result.
+    pub async fn run_start_many(
+        &self,
+        reqs: Vec<StartRun>,
+    ) -> Result<Vec<Result<RunCreated, EngineError>>, EngineError> {
+        if self.inner.stopping.is_cancelled() {
+            return Err(EngineError::ShuttingDown);
+        }
+        let mut results: Vec<Option<Result<RunCreated, EngineError>>> =
+            Vec::with_capacity(reqs.len());
+        let mut new_runs = Vec::new();
+        let mut positions = Vec::new();
+        let mut resolved: HashMap<(String, Option<u32>), (Arc<CompiledFlow>, u32)> = HashMap::new();
+        for (i, req) in reqs.into_iter().enumerate() {
+            if let Err(e) = Self::check_start(&req) {
+                results.push(Some(Err(e)));
+                continue;
+            }
+            let key = (req.flow.clone(), req.version);
+            let flow = match resolved.get(&key) {
+                Some(f) => Ok(f.clone()),
+                None => self
+                    .inner
+                    .resolve(&req.flow, req.version)
+                    .await
+                    .inspect(|f| {
+                        resolved.insert(key, f.clone());
+                    }),
+            };
+            match flow {
+                Ok((flow, version)) => {
+                    new_runs.push(self.inner.new_run(
+                        flow,
+                        version,
+                        req.input,
+                        req.idempotency_key,
+                        None,
+                    ));
+                    positions.push(i);
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        if !new_runs.is_empty() {
+            let (created, fx) = self.inner.store.run_create(new_runs).await?;
+            self.inner.apply(fx);
+            for (pos, c) in positions.into_iter().zip(created) {
+                results[pos] = Some(Ok(c));
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(EngineError::Internal("missing result".into()))))
+            .collect())
+    }
+
+    /// A run with its nodes; running attempts show as `running`.
+    pub async fn run_get(&self, id: &str) -> Result<RunView, EngineError> {
+        let detail = self
+            .inner
+            .store
+            .run_get(id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("run {id}")))?;
+        let inflight = self.inner.inflight.lock();
+        let mut any_running = false;
+        let nodes = detail
+            .tasks
+            .into_iter()
+            .map(|mut task| {
+                let started = inflight
+                    .get(&(Arc::from(id), Arc::from(task.node.as_str())))
+                    .map(|(s, _)| *s);
+                if started.is_some() && task.state == TaskState::Ready {
+                    task.state = TaskState::Running;
+                    any_running = true;
+                }
+                TaskView {
+                    task,
+                    started_at: started,
+                }
+            })
+            .collect();
+        drop(inflight);
+        let mut run = detail.run;
+        if any_running && run.state == RunState::Queued {
+            run.state = RunState::Running;
+        }
+        Ok(RunView { run, nodes })
+    }
+
+    /// Runs matching a filter, newest first.
+    pub async fn run_list(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, EngineError> {
+        Ok(self.inner.store.run_list(filter).await?)
+    }
+
+    /// Cancels a run; its running attempts are told to stop.
+    pub async fn run_cancel(&self, id: &str) -> Result<(), EngineError> {
+        let fx = self.inner.store.run_cancel(id).await?;
+        self.inner.apply(fx);
+        Ok(())
+    }
+
+    /// Dead-lettered tasks.
+    pub async fn dlq_list(&self, filter: &DlqFilter) -> Result<Vec<DeadTask>, EngineError> {
+        Ok(self.inner.store.dlq_list(filter).await?)
+    }
+
+    /// Replays a dead task; its run continues from that node.
+    pub async fn dlq_replay(&self, run_id: &str, node: &str) -> Result<(), EngineError> {
+        let fx = self.inner.store.dlq_replay(run_id, node).await?;
+        self.inner.apply(fx);
+        Ok(())
+    }
+
+    /// Every queue with its live figures.
+    pub fn queue_list(&self) -> Vec<QueueStats> {
+        let mut v: Vec<QueueStats> = self
+            .inner
+            .queues
+            .read()
+            .values()
+            .map(|q| q.stats())
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Changes a queue's concurrency and/or pause switch, live and persistently.
+    pub async fn queue_set(
+        &self,
+        name: &str,
+        concurrency: Option<u32>,
+        paused: Option<bool>,
+    ) -> Result<QueueStats, EngineError> {
+        if !weft_core::is_valid_name(name) {
+            return Err(EngineError::BadRequest(format!(
+                "{name:?} is not a valid queue name: use letters, digits, `_`, `-` or `.`"
+            )));
+        }
+        if concurrency == Some(0) || concurrency.is_some_and(|c| c > 10_000) {
+            return Err(EngineError::BadRequest(
+                "concurrency must be between 1 and 10000".into(),
+            ));
+        }
+        let q = self.inner.queue(name);
+        let cur = q.stats();
+        let settings = QueueSettings {
+            name: name.to_string(),
+            concurrency: concurrency.unwrap_or(cur.concurrency),
+            paused: paused.unwrap_or(cur.paused),
+        };
+        self.inner.store.queue_put(&settings).await?;
+        q.configure(Some(settings.concurrency), Some(settings.paused));
+        Ok(q.stats())
+    }
+
+    /// The node catalog.
+    pub fn catalog() -> Vec<CatalogEntry> {
+        NodeKind::ALL
+            .iter()
+            .map(|k| CatalogEntry {
+                kind: k.as_str(),
+                description: k.description(),
+                params: k.params_schema(),
+            })
+            .collect()
+    }
+
+    /// Subscribes to run events.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// Attempts running in this process now.
+    pub fn inflight(&self) -> usize {
+        self.inner.inflight_count.load(Ordering::SeqCst)
+    }
+
+    /// Waits until run `id` is terminal and returns it.
+    pub async fn wait_run(&self, id: &str) -> Result<RunView, EngineError> {
+        let mut events = self.subscribe();
+        loop {
+            let view = self.run_get(id).await?;
+            if view.run.state.is_terminal() {
+                return Ok(view);
+            }
+            // Poll too: a lagging subscriber must not wait forever.
+            let _ = tokio::time::timeout(Duration::from_millis(250), async {
+                while let Ok(ev) = events.recv().await {
+                    let Event::RunFinished { run_id, .. } = ev;
+                    if run_id == id {
+                        return;
+                    }
+                }
+            })
+            .await;
+        }
+    }
+
+    /// Stops taking work, waits up to `grace` for running attempts and their commits, and
+    /// leaves anything still running to be re-run by the next start.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.stopping.cancel();
+        for q in self.inner.queues.read().values() {
+            q.wake.notify_one();
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.inner.inflight_count.load(Ordering::SeqCst) > 0 {
+            let notified = self.inner.idle.notified();
+            if self.inner.inflight_count.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                tracing::warn!(
+                    inflight = self.inner.inflight_count.load(Ordering::SeqCst),
+                    "shutdown grace elapsed; in-flight attempts will re-run on next start"
+                );
+                break;
+            }
+        }
+    }
+}

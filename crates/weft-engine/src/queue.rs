@@ -1,0 +1,200 @@
+//! In-memory ready queues. Ready tasks are held here in priority order so a worker gets its
+//! next task without a database read; the store remains the truth and the queues are rebuilt
+//! from it at start. Each queue has its own concurrency limit and pause switch, both
+//! changeable while running.
+
+use parking_lot::Mutex;
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use tokio::sync::Notify;
+use weft_store::ReadyTask;
+
+struct Item {
+    priority: i32,
+    seq: u64,
+    task: ReadyTask,
+}
+
+impl PartialEq for Item {
+    fn eq(&self, other: &Self) -> bool {
+        self.priority == other.priority && self.seq == other.seq
+    }
+}
+impl Eq for Item {}
+impl PartialOrd for Item {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Item {
+    /// Higher priority first; among equals, first in first out.
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.priority
+            .cmp(&other.priority)
+            .then_with(|| other.seq.cmp(&self.seq))
+    }
+}
+
+struct State {
+    heap: BinaryHeap<Item>,
+    seq: u64,
+    running: u32,
+    limit: u32,
+    paused: bool,
+}
+
+/// One named queue.
+pub struct Queue {
+    /// Name.
+    pub name: String,
+    state: Mutex<State>,
+    /// Wakes the queue's dispatcher.
+    pub(crate) wake: Notify,
+}
+
+/// A queue's figures at one moment.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct QueueStats {
+    /// Name.
+    pub name: String,
+    /// Concurrency limit.
+    pub concurrency: u32,
+    /// Paused.
+    pub paused: bool,
+    /// Tasks waiting for a slot.
+    pub ready: usize,
+    /// Attempts running now.
+    pub running: u32,
+}
+
+impl Queue {
+    /// A queue with `limit` slots.
+    pub fn new(name: &str, limit: u32, paused: bool) -> Self {
+        Self {
+            name: name.to_string(),
+            state: Mutex::new(State {
+                heap: BinaryHeap::new(),
+                seq: 0,
+                running: 0,
+                limit,
+                paused,
+            }),
+            wake: Notify::new(),
+        }
+    }
+
+    /// Adds ready tasks.
+    pub fn push(&self, tasks: impl IntoIterator<Item = ReadyTask>) {
+        let mut s = self.state.lock();
+        for task in tasks {
+            s.seq += 1;
+            let seq = s.seq;
+            s.heap.push(Item {
+                priority: task.priority,
+                seq,
+                task,
+            });
+        }
+        drop(s);
+        self.wake.notify_one();
+    }
+
+    /// Takes as many tasks as there are free slots, counting them as running.
+    pub fn take_runnable(&self, max: usize) -> Vec<ReadyTask> {
+        let mut s = self.state.lock();
+        if s.paused {
+            return Vec::new();
+        }
+        let free = s.limit.saturating_sub(s.running) as usize;
+        let n = free.min(max).min(s.heap.len());
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            if let Some(item) = s.heap.pop() {
+                out.push(item.task);
+            }
+        }
+        s.running += out.len() as u32;
+        out
+    }
+
+    /// Frees one slot.
+    pub fn release(&self) {
+        self.state.lock().running -= 1;
+        self.wake.notify_one();
+    }
+
+    /// Changes the limit and/or pause switch.
+    pub fn configure(&self, limit: Option<u32>, paused: Option<bool>) {
+        let mut s = self.state.lock();
+        if let Some(l) = limit {
+            s.limit = l;
+        }
+        if let Some(p) = paused {
+            s.paused = p;
+        }
+        drop(s);
+        self.wake.notify_one();
+    }
+
+    /// Drops queued tasks of the given runs (they were cancelled).
+    pub fn remove_runs(&self, runs: &std::collections::HashSet<&str>) {
+        self.state
+            .lock()
+            .heap
+            .retain(|i| !runs.contains(&*i.task.run_id));
+    }
+
+    /// Current figures.
+    pub fn stats(&self) -> QueueStats {
+        let s = self.state.lock();
+        QueueStats {
+            name: self.name.clone(),
+            concurrency: s.limit,
+            paused: s.paused,
+            ready: s.heap.len(),
+            running: s.running,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn task(node: &str, priority: i32) -> ReadyTask {
+        ReadyTask {
+            run_id: Arc::from("r"),
+            flow: Arc::from("f"),
+            version: 1,
+            node: Arc::from(node),
+            attempt: 1,
+            queue: Arc::from("q"),
+            priority,
+        }
+    }
+
+    #[test]
+    fn priority_then_fifo_and_limit() {
+        let q = Queue::new("q", 2, false);
+        q.push([task("a", 0), task("b", 5), task("c", 0), task("d", 5)]);
+        let got: Vec<_> = q
+            .take_runnable(10)
+            .iter()
+            .map(|t| t.node.to_string())
+            .collect();
+        assert_eq!(got, ["b", "d"]);
+        assert!(q.take_runnable(10).is_empty(), "limit of 2 reached");
+        q.release();
+        assert_eq!(&*q.take_runnable(10)[0].node, "a");
+    }
+
+    #[test]
+    fn pause_and_resize_apply_live() {
+        let q = Queue::new("q", 1, true);
+        q.push([task("a", 0), task("b", 0)]);
+        assert!(q.take_runnable(10).is_empty());
+        q.configure(Some(2), Some(false));
+        assert_eq!(q.take_runnable(10).len(), 2);
+    }
+}

@@ -1,0 +1,221 @@
+//! The worker runtime: one dispatcher per queue starts attempts while the queue has free
+//! slots; each attempt renders its parameters, runs its handler under the node's timeout
+//! and the run's cancellation, frees its slot, then reports the result to the store.
+//!
+//! The slot is freed before the result is committed, so a slow commit never idles a
+//! worker; a crash between the two re-runs the attempt (at-least-once).
+
+use crate::engine::Inner;
+use crate::nodes::{self, NodeInput};
+use crate::queue::Queue;
+use futures::FutureExt;
+use serde_json::{Value, json};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use weft_core::nodes::{NodeKind, SubflowParams};
+use weft_core::{CompiledFlow, template};
+use weft_store::{Outcome, ReadyTask, StoreError, TaskResult};
+
+/// Most tasks a dispatcher starts per wake-up.
+const DISPATCH_BATCH: usize = 256;
+
+pub(crate) async fn dispatch(inner: Arc<Inner>, queue: Arc<Queue>) {
+    loop {
+        if inner.stopping.is_cancelled() {
+            return;
+        }
+        let tasks = queue.take_runnable(DISPATCH_BATCH);
+        if tasks.is_empty() {
+            tokio::select! {
+                _ = queue.wake.notified() => {}
+                _ = inner.stopping.cancelled() => return,
+            }
+            continue;
+        }
+        for task in tasks {
+            let token = CancellationToken::new();
+            let started = inner.now();
+            inner.inflight.lock().insert(
+                (task.run_id.clone(), task.node.clone()),
+                (started, token.clone()),
+            );
+            inner.inflight_count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(attempt(inner.clone(), queue.clone(), task, started, token));
+        }
+    }
+}
+
+async fn attempt(
+    inner: Arc<Inner>,
+    queue: Arc<Queue>,
+    task: ReadyTask,
+    started_at: i64,
+    token: CancellationToken,
+) {
+    let outcome = AssertUnwindSafe(execute(&inner, &task, &token))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(run = %task.run_id, node = %task.node, "node handler panicked: {msg}");
+            Some(Outcome::Failed {
+                error: format!("node handler panicked: {msg}"),
+                retryable: true,
+            })
+        });
+    queue.release();
+    inner
+        .inflight
+        .lock()
+        .remove(&(task.run_id.clone(), task.node.clone()));
+    if let Some(outcome) = outcome {
+        let result = TaskResult {
+            task,
+            started_at,
+            finished_at: inner.now(),
+            outcome,
+        };
+        report(&inner, result).await;
+    }
+    if inner.inflight_count.fetch_sub(1, Ordering::SeqCst) == 1 {
+        inner.idle.notify_waiters();
+    }
+}
+
+/// Commits a result, retrying while the store is unavailable (a full disk, say): the
+/// attempt's outcome is kept until it can be written, or re-run after a restart.
+async fn report(inner: &Arc<Inner>, result: TaskResult) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match inner.store.task_complete(vec![result.clone()]).await {
+            Ok(fx) => return inner.apply(fx),
+            Err(StoreError::Unavailable(e)) if !inner.stopping.is_cancelled() => {
+                tracing::warn!(run = %result.task.run_id, node = %result.task.node, error = %e, "cannot record result yet; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                tracing::error!(run = %result.task.run_id, node = %result.task.node, error = %e, "result not recorded; the attempt will re-run after restart");
+                return;
+            }
+        }
+    }
+}
+
+/// Runs one attempt. `None` means the attempt was abandoned (its run was cancelled) and
+/// nothing is to be reported.
+async fn execute(
+    inner: &Arc<Inner>,
+    task: &ReadyTask,
+    token: &CancellationToken,
+) -> Option<Outcome> {
+    let flow = match inner.flow(&task.flow, task.version).await {
+        Ok(f) => f,
+        Err(e) => {
+            return Some(Outcome::Failed {
+                error: format!("cannot load flow: {e}"),
+                retryable: true,
+            });
+        }
+    };
+    let Some(node) = flow.node(&task.node) else {
+        return Some(Outcome::Failed {
+            error: format!("node {} is not in flow {}", task.node, task.flow),
+            retryable: false,
+        });
+    };
+    let work = async {
+        let context = match context(inner, &flow, task).await {
+            Ok(c) => c,
+            Err(o) => return o,
+        };
+        let params = if node.templated && node.kind != NodeKind::Branch {
+            match template::render_value(&node.params, &context) {
+                Ok(p) => p,
+                Err(e) => {
+                    return Outcome::Failed {
+                        error: format!("rendering params: {e}"),
+                        retryable: false,
+                    };
+                }
+            }
+        } else {
+            node.params.clone()
+        };
+        if node.kind == NodeKind::Subflow {
+            return start_child(inner, task, params).await;
+        }
+        let input = NodeInput {
+            run_id: &task.run_id,
+            node: &task.node,
+            attempt: task.attempt,
+            params,
+            context: &context,
+        };
+        nodes::run(node.kind, input, &inner.http).await
+    };
+    tokio::select! {
+        biased;
+        _ = token.cancelled() => None,
+        r = tokio::time::timeout(node.timeout, work) => Some(r.unwrap_or_else(|_| Outcome::Failed {
+            error: format!("timed out after {}", weft_core::duration::format(node.timeout)),
+            retryable: true,
+        })),
+    }
+}
+
+/// The template context of a task: reads the store only when the node's templates need it.
+async fn context(
+    inner: &Arc<Inner>,
+    flow: &CompiledFlow,
+    task: &ReadyTask,
+) -> Result<Value, Outcome> {
+    let node = flow.node(&task.node).expect("checked by caller");
+    if !node.templated {
+        return Ok(Value::Null);
+    }
+    let (input, outputs) = inner
+        .store
+        .task_inputs(&task.run_id, &node.reads_nodes)
+        .await
+        .map_err(|e| Outcome::Failed {
+            error: format!("reading inputs: {e}"),
+            retryable: true,
+        })?;
+    Ok(
+        json!({ "input": input, "nodes": outputs, "run": { "id": &*task.run_id, "flow": &*task.flow } }),
+    )
+}
+
+async fn start_child(inner: &Arc<Inner>, task: &ReadyTask, params: Value) -> Outcome {
+    let p: SubflowParams = match serde_json::from_value(params) {
+        Ok(p) => p,
+        Err(e) => {
+            return Outcome::Failed {
+                error: format!("invalid params: {e}"),
+                retryable: false,
+            };
+        }
+    };
+    match inner.resolve(&p.flow, p.version).await {
+        Ok((flow, version)) => {
+            let key = Some(format!(
+                "parent:{}:{}:{}",
+                task.run_id, task.node, task.attempt
+            ));
+            let parent = Some((task.run_id.to_string(), task.node.to_string()));
+            Outcome::StartChild(Box::new(inner.new_run(flow, version, p.input, key, parent)))
+        }
+        Err(e) => Outcome::Failed {
+            error: format!("cannot start subflow: {e}"),
+            retryable: true,
+        },
+    }
+}

@@ -1,0 +1,45 @@
+//! Translation between rusqlite and the store's types, kept at the boundary.
+
+use rusqlite::ErrorCode;
+use serde_json::Value;
+use weft_store::StoreError;
+
+/// Maps a SQLite error to the store's error kinds.
+pub fn classify(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound("row".into()),
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            ErrorCode::DiskFull => StoreError::Unavailable("disk full".into()),
+            ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::SystemIoFailure => {
+                StoreError::Unavailable(e.to_string())
+            }
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+                StoreError::Unavailable(e.to_string())
+            }
+            ErrorCode::ConstraintViolation => StoreError::Conflict(e.to_string()),
+            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
+                StoreError::Corrupt(e.to_string())
+            }
+            _ => StoreError::Unavailable(e.to_string()),
+        },
+        _ => StoreError::Corrupt(e.to_string()),
+    }
+}
+
+/// Parses stored JSON text.
+pub fn json(text: Option<String>) -> Result<Option<Value>, StoreError> {
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("stored JSON: {e}")))
+    })
+    .transpose()
+}
+
+/// 64-bit FNV-1a, hex: a stable fingerprint of a flow document.
+pub fn fingerprint(text: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}

@@ -1,0 +1,302 @@
+//! Queries, answered from a small pool of read connections (WAL lets them read while the
+//! writer commits).
+
+use crate::conv::{classify, json};
+use parking_lot::Mutex;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
+use serde_json::Value;
+use std::path::PathBuf;
+use weft_core::{FlowSpec, RunState, TaskState};
+use weft_store::*;
+
+/// Read connections, opened on demand and reused.
+pub struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `f` on a read connection, on a blocking thread.
+    pub async fn with<T: Send + 'static>(
+        self: &std::sync::Arc<Self>,
+        f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    ) -> StoreResult<T> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match me.idle.lock().pop() {
+                Some(c) => c,
+                None => open_reader(&me.path)?,
+            };
+            let result = f(&conn);
+            me.idle.lock().push(conn);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
+    }
+}
+
+fn open_reader(path: &PathBuf) -> StoreResult<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(classify)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(classify)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn db<T>(r: rusqlite::Result<T>) -> StoreResult<T> {
+    r.map_err(classify)
+}
+
+fn flow_row(r: &Row) -> rusqlite::Result<(String, u32, String, i64)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn to_flow(
+    (name, version, spec, created_at): (String, u32, String, i64),
+) -> StoreResult<FlowRecord> {
+    let spec: FlowSpec = serde_json::from_str(&spec)
+        .map_err(|e| StoreError::Corrupt(format!("flow {name}: {e}")))?;
+    Ok(FlowRecord {
+        name,
+        version,
+        spec,
+        created_at,
+    })
+}
+
+pub fn flow_get(
+    c: &Connection,
+    name: &str,
+    version: Option<u32>,
+) -> StoreResult<Option<FlowRecord>> {
+    let row = match version {
+        Some(v) => db(c
+            .prepare_cached("SELECT name, version, spec, created_at FROM flows WHERE name = ?1 AND version = ?2")
+            .and_then(|mut s| s.query_row(params![name, v], flow_row).optional()))?,
+        None => db(c
+            .prepare_cached("SELECT name, version, spec, created_at FROM flows WHERE name = ?1 ORDER BY version DESC LIMIT 1")
+            .and_then(|mut s| s.query_row([name], flow_row).optional()))?,
+    };
+    row.map(to_flow).transpose()
+}
+
+pub fn flow_list(c: &Connection) -> StoreResult<Vec<FlowRecord>> {
+    let rows: Vec<_> = db(c
+        .prepare_cached(
+            "SELECT f.name, f.version, f.spec, f.created_at FROM flows f
+             WHERE f.version = (SELECT max(version) FROM flows g WHERE g.name = f.name) ORDER BY f.name",
+        )
+        .and_then(|mut s| s.query_map([], flow_row)?.collect::<Result<Vec<_>, _>>()))?;
+    rows.into_iter().map(to_flow).collect()
+}
+
+const RUN_COLS: &str = "id, flow, version, state, input, error, idem, parent_run, parent_node, created_at, finished_at";
+
+fn run_row(r: &Row) -> rusqlite::Result<(RunRecord, String)> {
+    let state: String = r.get(3)?;
+    let input: String = r.get(4)?;
+    Ok((
+        RunRecord {
+            id: r.get(0)?,
+            flow: r.get(1)?,
+            version: r.get(2)?,
+            state: RunState::parse(&state).unwrap_or(RunState::Failed),
+            input: Value::Null,
+            error: r.get(5)?,
+            idempotency_key: r.get(6)?,
+            parent_run: r.get(7)?,
+            parent_node: r.get(8)?,
+            created_at: r.get(9)?,
+            finished_at: r.get(10)?,
+        },
+        input,
+    ))
+}
+
+fn finish_run((mut run, input): (RunRecord, String)) -> StoreResult<RunRecord> {
+    run.input = json(Some(input))?.unwrap_or(Value::Null);
+    Ok(run)
+}
+
+pub fn run_get(c: &Connection, id: &str) -> StoreResult<Option<RunDetail>> {
+    let row = db(c
+        .prepare_cached(&format!("SELECT {RUN_COLS} FROM runs WHERE id = ?1"))
+        .and_then(|mut s| s.query_row([id], run_row).optional()))?;
+    let Some(row) = row else { return Ok(None) };
+    let run = finish_run(row)?;
+    let rows: Vec<_> = db(c
+        .prepare_cached(
+            "SELECT node, state, attempt, queue, scheduled_at, output, error, attempts, child_run, finished_at
+             FROM tasks WHERE run_id = ?1 ORDER BY idx",
+        )
+        .and_then(|mut s| {
+            s.query_map([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, u32>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                    r.get::<_, Option<String>>(8)?,
+                    r.get::<_, Option<i64>>(9)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()
+        }))?;
+    let mut tasks = Vec::with_capacity(rows.len());
+    for (
+        node,
+        state,
+        attempt,
+        queue,
+        scheduled_at,
+        output,
+        error,
+        attempts,
+        child_run,
+        finished_at,
+    ) in rows
+    {
+        let state = TaskState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("task state {state}")))?;
+        let attempts = match attempts {
+            Some(a) => serde_json::from_str(&a)
+                .map_err(|e| StoreError::Corrupt(format!("attempts: {e}")))?,
+            None => Vec::new(),
+        };
+        tasks.push(TaskRecord {
+            node,
+            state,
+            attempt,
+            queue,
+            scheduled_at: if state == TaskState::Pending {
+                scheduled_at
+            } else {
+                None
+            },
+            output: json(output)?,
+            error,
+            attempts,
+            child_run,
+            finished_at,
+        });
+    }
+    Ok(Some(RunDetail { run, tasks }))
+}
+
+pub fn run_list(c: &Connection, f: &RunFilter) -> StoreResult<Vec<RunRecord>> {
+    let mut sql = format!("SELECT {RUN_COLS} FROM runs WHERE 1 = 1");
+    let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+    if let Some(flow) = &f.flow {
+        args.push(Box::new(flow.clone()));
+        sql.push_str(&format!(" AND flow = ?{}", args.len()));
+    }
+    if let Some(state) = f.state {
+        args.push(Box::new(state.as_str()));
+        sql.push_str(&format!(" AND state = ?{}", args.len()));
+    }
+    if let Some(before) = &f.before {
+        args.push(Box::new(before.clone()));
+        sql.push_str(&format!(" AND id < ?{}", args.len()));
+    }
+    args.push(Box::new(limit(f.limit)));
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
+    let rows: Vec<_> = db(c.prepare_cached(&sql).and_then(|mut s| {
+        s.query_map(
+            rusqlite::params_from_iter(args.iter().map(|a| a.as_ref())),
+            run_row,
+        )?
+        .collect::<Result<Vec<_>, _>>()
+    }))?;
+    rows.into_iter().map(finish_run).collect()
+}
+
+fn limit(l: u32) -> i64 {
+    if l == 0 { 50 } else { l.min(1000) as i64 }
+}
+
+pub fn task_inputs(
+    c: &Connection,
+    run: &str,
+    nodes: &[String],
+) -> StoreResult<(Value, serde_json::Map<String, Value>)> {
+    let input: Option<String> = db(c
+        .prepare_cached("SELECT input FROM runs WHERE id = ?1")
+        .and_then(|mut s| s.query_row([run], |r| r.get(0)).optional()))?;
+    let input = json(Some(
+        input.ok_or_else(|| StoreError::NotFound(format!("run {run}")))?,
+    ))?
+    .unwrap_or(Value::Null);
+    let mut outputs = serde_json::Map::new();
+    let mut stmt =
+        db(c.prepare_cached("SELECT output FROM tasks WHERE run_id = ?1 AND node = ?2"))?;
+    for node in nodes {
+        let out: Option<Option<String>> =
+            db(stmt.query_row(params![run, node], |r| r.get(0)).optional())?;
+        outputs.insert(node.clone(), json(out.flatten())?.unwrap_or(Value::Null));
+    }
+    Ok((input, outputs))
+}
+
+pub fn dlq_list(c: &Connection, f: &DlqFilter) -> StoreResult<Vec<DeadTask>> {
+    let rows: Vec<(String, String, String, Option<String>, Option<String>, i64)> = db(c
+        .prepare_cached(
+            "SELECT t.run_id, r.flow, t.node, t.error, t.attempts, t.finished_at FROM tasks t JOIN runs r ON r.id = t.run_id
+             WHERE t.state = 'dead' AND (?1 IS NULL OR r.flow = ?1) AND (?2 IS NULL OR t.node = ?2)
+             ORDER BY t.finished_at DESC LIMIT ?3",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![f.flow, f.node, limit(f.limit)], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            })?
+            .collect()
+        }))?;
+    rows.into_iter()
+        .map(|(run_id, flow, node, error, attempts, dead_at)| {
+            let attempts = match attempts {
+                Some(a) => serde_json::from_str(&a)
+                    .map_err(|e| StoreError::Corrupt(format!("attempts: {e}")))?,
+                None => Vec::new(),
+            };
+            Ok(DeadTask {
+                run_id,
+                flow,
+                node,
+                error,
+                attempts,
+                dead_at,
+            })
+        })
+        .collect()
+}
+
+pub fn queue_list(c: &Connection) -> StoreResult<Vec<QueueSettings>> {
+    db(
+        c.prepare_cached("SELECT name, concurrency, paused FROM queues ORDER BY name")
+            .and_then(|mut s| {
+                s.query_map([], |r| {
+                    Ok(QueueSettings {
+                        name: r.get(0)?,
+                        concurrency: r.get(1)?,
+                        paused: r.get(2)?,
+                    })
+                })?
+                .collect()
+            }),
+    )
+}

@@ -1,0 +1,263 @@
+//! The records that cross the store boundary.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::sync::Arc;
+use weft_core::time::Millis;
+use weft_core::{CompiledFlow, FlowSpec, RunState, TaskState};
+
+/// One stored version of a flow.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlowRecord {
+    /// Flow name.
+    pub name: String,
+    /// Version, from 1.
+    pub version: u32,
+    /// The document.
+    pub spec: FlowSpec,
+    /// When this version was stored.
+    pub created_at: Millis,
+}
+
+/// A run to create.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// Id (UUID v7 text).
+    pub id: String,
+    /// The flow version it runs.
+    pub flow: Arc<CompiledFlow>,
+    /// That version's number.
+    pub version: u32,
+    /// Input.
+    pub input: Value,
+    /// Deduplicates creates: a second create with the same key returns the first run.
+    pub idempotency_key: Option<String>,
+    /// The parent task, for a subflow's child run.
+    pub parent: Option<(String, String)>,
+    /// Creation time.
+    pub created_at: Millis,
+}
+
+/// Outcome of creating one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunCreated {
+    /// The run's id (the existing run's, for a duplicate idempotency key).
+    pub id: String,
+    /// False if the idempotency key matched an existing run.
+    pub created: bool,
+}
+
+/// A run as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    /// Id.
+    pub id: String,
+    /// Flow name.
+    pub flow: String,
+    /// Flow version.
+    pub version: u32,
+    /// State.
+    pub state: RunState,
+    /// Input.
+    pub input: Value,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    /// Idempotency key given at creation.
+    pub idempotency_key: Option<String>,
+    /// Parent run, for a child run.
+    pub parent_run: Option<String>,
+    /// Parent node, for a child run.
+    pub parent_node: Option<String>,
+    /// Created.
+    pub created_at: Millis,
+    /// Finished (terminal state reached).
+    pub finished_at: Option<Millis>,
+}
+
+/// One past attempt of a task.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AttemptRecord {
+    /// Attempt number, from 1.
+    pub attempt: u32,
+    /// Start.
+    pub started_at: Millis,
+    /// End.
+    pub finished_at: Millis,
+    /// The error, for a failed attempt.
+    pub error: Option<String>,
+}
+
+/// A node's state within one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskRecord {
+    /// Node name.
+    pub node: String,
+    /// State.
+    pub state: TaskState,
+    /// Attempts started so far.
+    pub attempt: u32,
+    /// Queue.
+    pub queue: String,
+    /// When a pending task is due.
+    pub scheduled_at: Option<Millis>,
+    /// Output, once succeeded.
+    pub output: Option<Value>,
+    /// Last error.
+    pub error: Option<String>,
+    /// Every finished attempt, oldest first.
+    pub attempts: Vec<AttemptRecord>,
+    /// The child run, for a subflow node.
+    pub child_run: Option<String>,
+    /// When it finished.
+    pub finished_at: Option<Millis>,
+}
+
+/// A run with its tasks, in flow order.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunDetail {
+    /// The run.
+    pub run: RunRecord,
+    /// Its tasks.
+    pub tasks: Vec<TaskRecord>,
+}
+
+/// Which runs to list.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Only this flow.
+    pub flow: Option<String>,
+    /// Only this state.
+    pub state: Option<RunState>,
+    /// Only runs created before this id (ids sort by time): the cursor.
+    pub before: Option<String>,
+    /// At most this many (default 50, max 1000).
+    pub limit: u32,
+}
+
+/// A task that can run now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadyTask {
+    /// Run id.
+    pub run_id: Arc<str>,
+    /// Flow name.
+    pub flow: Arc<str>,
+    /// Flow version.
+    pub version: u32,
+    /// Node name.
+    pub node: Arc<str>,
+    /// The attempt about to start (1-based).
+    pub attempt: u32,
+    /// Queue.
+    pub queue: Arc<str>,
+    /// Priority (higher first).
+    pub priority: i32,
+}
+
+/// What an attempt produced.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Succeeded with this output.
+    Succeeded(Value),
+    /// Failed; retried if the policy allows and `retryable`, else dead-lettered.
+    Failed {
+        /// Why.
+        error: String,
+        /// False for errors another attempt cannot fix.
+        retryable: bool,
+    },
+    /// A subflow node asks to start a child run and wait for it.
+    StartChild(Box<NewRun>),
+}
+
+/// The result of one attempt, reported by a worker.
+#[derive(Debug, Clone)]
+pub struct TaskResult {
+    /// The task.
+    pub task: ReadyTask,
+    /// Start.
+    pub started_at: Millis,
+    /// End.
+    pub finished_at: Millis,
+    /// What happened.
+    pub outcome: Outcome,
+}
+
+/// A run that reached a terminal state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishedRun {
+    /// Run id.
+    pub id: String,
+    /// Flow name.
+    pub flow: String,
+    /// Final state.
+    pub state: RunState,
+    /// Creation time (for latency figures).
+    pub created_at: Millis,
+    /// Finish time.
+    pub finished_at: Millis,
+}
+
+/// What a write changed that the engine must act on.
+#[derive(Debug, Clone, Default)]
+pub struct Effects {
+    /// Tasks that became ready.
+    pub ready: Vec<ReadyTask>,
+    /// The earliest timer the write created, if any.
+    pub next_due: Option<Millis>,
+    /// Runs that finished.
+    pub finished: Vec<FinishedRun>,
+    /// Runs cancelled: their in-flight attempts must stop.
+    pub cancelled: Vec<String>,
+}
+
+impl Effects {
+    /// Folds `other` into `self`.
+    pub fn merge(&mut self, other: Effects) {
+        self.ready.extend(other.ready);
+        self.next_due = match (self.next_due, other.next_due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.finished.extend(other.finished);
+        self.cancelled.extend(other.cancelled);
+    }
+}
+
+/// Which dead letters to list.
+#[derive(Debug, Clone, Default)]
+pub struct DlqFilter {
+    /// Only this flow.
+    pub flow: Option<String>,
+    /// Only this node name.
+    pub node: Option<String>,
+    /// At most this many (default 50, max 1000).
+    pub limit: u32,
+}
+
+/// A dead-lettered task.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadTask {
+    /// Run id.
+    pub run_id: String,
+    /// Flow name.
+    pub flow: String,
+    /// Node name.
+    pub node: String,
+    /// The last error.
+    pub error: Option<String>,
+    /// Every attempt.
+    pub attempts: Vec<AttemptRecord>,
+    /// When it was dead-lettered.
+    pub dead_at: Millis,
+}
+
+/// A queue's run-time settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSettings {
+    /// Name.
+    pub name: String,
+    /// Attempts that may run at once.
+    pub concurrency: u32,
+    /// True while paused: nothing new starts.
+    pub paused: bool,
+}
