@@ -1,0 +1,371 @@
+//! `weft bench`: the workloads of DESIGN.md, each run in-process against a fresh store in a
+//! temporary directory, printing one JSON line on stdout.
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast::error::RecvError;
+use weft_engine::{Engine, EngineConfig, Event, StartRun};
+use weft_store_sqlite::{Durability, SqliteOptions, SqliteStore};
+
+/// Which workload to run.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// Enqueue N one-node runs, then time workers draining them.
+    Drain,
+    /// Open-loop arrivals at a fixed rate; create-to-finish latency percentiles.
+    Latency,
+    /// One run of 400 sequential nodes.
+    Chain,
+    /// One node fanning out to 1000 children, then a join.
+    Fanout,
+    /// N runs parked on a 1-hour delay: memory, and read latency while they wait.
+    Inflight,
+}
+
+/// Arguments of `weft bench`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// The workload.
+    #[arg(value_enum)]
+    pub workload: Workload,
+    /// Store: only `sqlite` (the embedded store) exists in this build.
+    #[arg(long, default_value = "sqlite")]
+    pub store: String,
+    /// Runs to enqueue (drain, inflight). Default 100000.
+    #[arg(long, default_value_t = 100_000)]
+    pub n: usize,
+    /// Worker concurrency of the queue. Default 64.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: u32,
+    /// Arrivals per second (latency). Default 200.
+    #[arg(long, default_value_t = 200)]
+    pub rate: u32,
+    /// Seconds of arrivals (latency). Default 10.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Nodes in the chain (chain). Default 400.
+    #[arg(long, default_value_t = 400)]
+    pub steps: usize,
+    /// Children of the fan-out (fanout). Default 1000.
+    #[arg(long, default_value_t = 1000)]
+    pub width: usize,
+    /// Reads to time (inflight). Default 20000.
+    #[arg(long, default_value_t = 20_000)]
+    pub reads: usize,
+    /// Commit durability of the store.
+    #[arg(long, value_enum, default_value = "full")]
+    pub durability: DurabilityArg,
+    /// Directory for the store (default: a fresh temporary directory).
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+}
+
+/// `--durability` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum DurabilityArg {
+    /// synchronous=FULL.
+    Full,
+    /// synchronous=NORMAL.
+    Normal,
+}
+
+struct Bench {
+    engine: Engine,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn setup(args: &BenchArgs) -> anyhow::Result<Bench> {
+    if args.store != "sqlite" {
+        bail!("store {:?} is not available in this build; use --store sqlite", args.store);
+    }
+    let (dir, path) = match &args.data_dir {
+        Some(p) => (None, p.clone()),
+        None => {
+            let d = tempfile::tempdir().context("creating a temporary directory")?;
+            let p = d.path().to_path_buf();
+            (Some(d), p)
+        }
+    };
+    let durability = match args.durability {
+        DurabilityArg::Full => Durability::Full,
+        DurabilityArg::Normal => Durability::Normal,
+    };
+    let store = SqliteStore::open(&path, SqliteOptions { durability, ..Default::default() }).map_err(anyhow::Error::msg)?;
+    let mut config = EngineConfig::default();
+    config.queues.insert("default".into(), args.concurrency);
+    let engine = Engine::start(store, config).await?;
+    Ok(Bench { engine, _dir: dir })
+}
+
+/// Runs the chosen workload and prints its JSON line.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let bench = setup(&args).await?;
+    let mut line = match args.workload {
+        Workload::Drain => drain(&bench.engine, &args).await?,
+        Workload::Latency => latency(&bench.engine, &args).await?,
+        Workload::Chain => chain(&bench.engine, &args).await?,
+        Workload::Fanout => fanout(&bench.engine, &args).await?,
+        Workload::Inflight => inflight(&bench.engine, &args).await?,
+    };
+    line["store"] = json!(args.store);
+    line["durability"] = json!(format!("{:?}", args.durability).to_lowercase());
+    line["peak_rss_mb"] = json!(peak_rss_mb());
+    println!("{line}");
+    bench.engine.shutdown(Duration::from_secs(5)).await;
+    Ok(())
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    (kb / 1024.0 * 10.0).round() / 10.0
+}
+
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+async fn enqueue(engine: &Engine, flow: &str, n: usize) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::with_capacity(n);
+    let mut left = n;
+    while left > 0 {
+        let chunk = left.min(5000);
+        let reqs = (0..chunk).map(|_| StartRun { flow: flow.into(), ..Default::default() }).collect();
+        for r in engine.run_start_many(reqs).await? {
+            ids.push(r?.id);
+        }
+        left -= chunk;
+    }
+    Ok(ids)
+}
+
+/// Waits for `n` runs to finish, counting events (a lagging receiver counts what it missed:
+/// every event in these workloads is a finished run of the workload).
+async fn wait_finished(events: &mut tokio::sync::broadcast::Receiver<Event>, n: usize) -> anyhow::Result<usize> {
+    let mut done = 0usize;
+    let mut failed = 0usize;
+    while done < n {
+        match events.recv().await {
+            Ok(Event::RunFinished { state, .. }) => {
+                done += 1;
+                if state != weft_core::RunState::Succeeded {
+                    failed += 1;
+                }
+            }
+            Err(RecvError::Lagged(k)) => done += k as usize,
+            Err(RecvError::Closed) => bail!("engine stopped"),
+        }
+    }
+    Ok(failed)
+}
+
+async fn drain(engine: &Engine, args: &BenchArgs) -> anyhow::Result<Value> {
+    engine.flow_apply("name: bench-noop\nnodes:\n  work: {type: noop}\n").await?;
+    engine.queue_set("default", Some(args.concurrency), Some(true)).await?;
+    let t0 = Instant::now();
+    enqueue(engine, "bench-noop", args.n).await?;
+    let enqueue_s = t0.elapsed().as_secs_f64();
+    let mut events = engine.subscribe();
+    let t1 = Instant::now();
+    engine.queue_set("default", None, Some(false)).await?;
+    let failed = wait_finished(&mut events, args.n).await?;
+    let drain_s = t1.elapsed().as_secs_f64();
+    Ok(json!({
+        "workload": "drain", "n": args.n, "concurrency": args.concurrency,
+        "tasks_per_s": round(args.n as f64 / drain_s), "drain_s": round(drain_s),
+        "enqueue_per_s": round(args.n as f64 / enqueue_s), "failed": failed,
+    }))
+}
+
+async fn latency(engine: &Engine, args: &BenchArgs) -> anyhow::Result<Value> {
+    engine.flow_apply("name: bench-noop\nnodes:\n  work: {type: noop}\n").await?;
+    let total = (args.rate as u64 * args.duration) as usize;
+    // Accepted and finished instants by run id; whichever arrives second computes the sample.
+    let book: Arc<book::Book> = Arc::new(Default::default());
+    let mut events = engine.subscribe();
+    let collector = {
+        let book = book.clone();
+        tokio::spawn(async move {
+            let mut seen = 0;
+            while seen < total {
+                match events.recv().await {
+                    Ok(Event::RunFinished { run_id, .. }) => {
+                        book.finished(run_id, Instant::now());
+                        seen += 1;
+                    }
+                    Err(RecvError::Lagged(k)) => seen += k as usize,
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        })
+    };
+    let period = Duration::from_secs_f64(1.0 / args.rate as f64);
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut errors = 0usize;
+    let mut handles = Vec::with_capacity(total);
+    for _ in 0..total {
+        ticker.tick().await;
+        let engine = engine.clone();
+        let book = book.clone();
+        handles.push(tokio::spawn(async move {
+            let r = engine.run_start(StartRun { flow: "bench-noop".into(), ..Default::default() }).await;
+            match r {
+                Ok(c) => {
+                    book.accepted(c.id, Instant::now());
+                    true
+                }
+                Err(_) => false,
+            }
+        }));
+    }
+    for h in handles {
+        if !h.await.unwrap_or(false) {
+            errors += 1;
+        }
+    }
+    let offered_s = started.elapsed().as_secs_f64();
+    tokio::time::timeout(Duration::from_secs(60), collector).await.context("runs did not finish within 60 s")??;
+    let mut h = hdrhistogram::Histogram::<u64>::new(3)?;
+    for us in book.samples() {
+        h.record(us)?;
+    }
+    let ms = |q: f64| round(h.value_at_quantile(q) as f64 / 1000.0);
+    Ok(json!({
+        "workload": "latency", "rate": args.rate, "duration_s": args.duration, "runs": total,
+        "achieved_rate": round(total as f64 / offered_s), "errors": errors, "samples": h.len(),
+        "p50_ms": ms(0.50), "p95_ms": ms(0.95), "p99_ms": ms(0.99), "max_ms": round(h.max() as f64 / 1000.0),
+    }))
+}
+
+mod book {
+    //! The latency book: pairs accept and finish instants by run id.
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    #[derive(Default)]
+    pub struct Book {
+        inner: Mutex<(HashMap<String, Instant>, HashMap<String, Instant>, Vec<u64>)>,
+    }
+
+    impl Book {
+        pub fn accepted(&self, id: String, at: Instant) {
+            let mut g = self.inner.lock().unwrap();
+            match g.1.remove(&id) {
+                Some(fin) => g.2.push(fin.saturating_duration_since(at).as_micros() as u64),
+                None => {
+                    g.0.insert(id, at);
+                }
+            }
+        }
+        pub fn finished(&self, id: String, at: Instant) {
+            let mut g = self.inner.lock().unwrap();
+            match g.0.remove(&id) {
+                Some(acc) => g.2.push(at.saturating_duration_since(acc).as_micros() as u64),
+                None => {
+                    g.1.insert(id, at);
+                }
+            }
+        }
+        pub fn samples(&self) -> Vec<u64> {
+            self.inner.lock().unwrap().2.clone()
+        }
+    }
+}
+
+async fn one_run(engine: &Engine, flow: &str) -> anyhow::Result<(f64, String)> {
+    let t = Instant::now();
+    let id = engine.run_start(StartRun { flow: flow.into(), ..Default::default() }).await?.id;
+    let view = tokio::time::timeout(Duration::from_secs(120), engine.wait_run(&id)).await.context("run did not finish")??;
+    Ok((t.elapsed().as_secs_f64(), view.run.state.to_string()))
+}
+
+async fn chain(engine: &Engine, args: &BenchArgs) -> anyhow::Result<Value> {
+    let mut doc = String::from("name: bench-chain\nnodes:\n  s0: {type: noop}\n");
+    for i in 1..args.steps {
+        doc.push_str(&format!("  s{i}: {{type: noop, needs: [s{}]}}\n", i - 1));
+    }
+    engine.flow_apply(&doc).await?;
+    let (secs, state) = one_run(engine, "bench-chain").await?;
+    Ok(json!({
+        "workload": "chain", "steps": args.steps, "state": state,
+        "wall_s": round(secs * 1000.0) / 1000.0, "ms_per_step": round(secs * 1000.0 / args.steps as f64),
+    }))
+}
+
+async fn fanout(engine: &Engine, args: &BenchArgs) -> anyhow::Result<Value> {
+    let mut doc = String::from("name: bench-fanout\nnodes:\n  source: {type: noop}\n");
+    let mut children = Vec::with_capacity(args.width);
+    for i in 0..args.width {
+        doc.push_str(&format!("  c{i}: {{type: noop, needs: [source]}}\n"));
+        children.push(format!("c{i}"));
+    }
+    doc.push_str(&format!("  join: {{type: noop, needs: [{}]}}\n", children.join(", ")));
+    engine.flow_apply(&doc).await?;
+    let (secs, state) = one_run(engine, "bench-fanout").await?;
+    Ok(json!({ "workload": "fanout", "width": args.width, "state": state, "wall_s": round(secs * 1000.0) / 1000.0 }))
+}
+
+async fn inflight(engine: &Engine, args: &BenchArgs) -> anyhow::Result<Value> {
+    engine.flow_apply("name: bench-park\nnodes:\n  wait: {type: delay, params: {duration: 1h}}\n  after: {type: noop, needs: [wait]}\n").await?;
+    let t0 = Instant::now();
+    let ids = enqueue(engine, "bench-park", args.n).await?;
+    let enqueue_s = t0.elapsed().as_secs_f64();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let app = weft_api::router(engine.clone(), Default::default());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::Client::new();
+    let ids = Arc::new(ids);
+    let mut h = hdrhistogram::Histogram::<u64>::new(3)?;
+    let workers = 8;
+    let per = args.reads / workers;
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let (client, ids) = (client.clone(), ids.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut samples = Vec::with_capacity(per);
+            let mut statuses: HashMap<u16, usize> = HashMap::new();
+            for i in 0..per {
+                let id = &ids[(i * 7919 + w * 104_729) % ids.len()];
+                let t = Instant::now();
+                let status = match client.get(format!("http://{addr}/v1/runs/{id}")).send().await {
+                    Ok(r) => {
+                        let s = r.status().as_u16();
+                        let _ = r.bytes().await;
+                        s
+                    }
+                    Err(_) => 0,
+                };
+                samples.push(t.elapsed().as_micros() as u64);
+                *statuses.entry(status).or_default() += 1;
+            }
+            (samples, statuses)
+        }));
+    }
+    let mut non_200 = 0usize;
+    for t in tasks {
+        let (samples, statuses) = t.await?;
+        for s in samples {
+            h.record(s)?;
+        }
+        non_200 += statuses.iter().filter(|(k, _)| **k != 200).map(|(_, v)| v).sum::<usize>();
+    }
+    server.abort();
+    let parked = engine.queue_list().iter().map(|q| q.running as usize).sum::<usize>();
+    let ms = |q: f64| round(h.value_at_quantile(q) as f64 / 1000.0);
+    Ok(json!({
+        "workload": "inflight", "n": args.n, "enqueue_per_s": round(args.n as f64 / enqueue_s),
+        "reads": h.len(), "non_200": non_200, "worker_slots_used": parked,
+        "get_p50_ms": ms(0.5), "get_p99_ms": ms(0.99), "get_max_ms": round(h.max() as f64 / 1000.0),
+    }))
+}
