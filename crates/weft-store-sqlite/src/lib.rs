@@ -5,6 +5,7 @@
 //! commit survives both a process crash and a power loss; with `Durability::Normal` it
 //! survives a process crash, and a power loss may drop the last commits (never corrupt).
 
+mod checkpoint;
 mod conv;
 mod ops;
 mod read;
@@ -70,7 +71,7 @@ impl SqliteStore {
         };
         conn.execute_batch(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF;
-             PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 10000;"
+             PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 0;"
         ))
         .map_err(|e| format!("cannot configure {}: {e}", path.display()))?;
         if opts.max_pages > 0 {
@@ -82,6 +83,7 @@ impl SqliteStore {
         conn.set_prepared_statement_cache_capacity(128);
         schema::migrate(&mut conn).map_err(|e| format!("{}: {e}", path.display()))?;
         let (writer, _thread) = Writer::start(conn);
+        checkpoint::start(path.clone(), writer.clone());
         Ok(Arc::new(Self {
             writer,
             readers: Arc::new(Readers::new(path.clone())),

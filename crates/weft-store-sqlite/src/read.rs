@@ -9,10 +9,16 @@ use std::path::PathBuf;
 use weft_core::{FlowSpec, RunState, TaskState};
 use weft_store::*;
 
-/// Read connections, opened on demand and reused.
+/// Most read connections open at once; further reads wait for one to be free.
+pub const MAX_READERS: usize = 8;
+/// Page cache per read connection, in KiB (the writer has its own, larger one).
+const READER_CACHE_KIB: i64 = 8 * 1024;
+
+/// Read connections, opened on demand (up to [`MAX_READERS`]) and reused.
 pub struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    permits: tokio::sync::Semaphore,
 }
 
 impl Readers {
@@ -20,6 +26,7 @@ impl Readers {
         Self {
             path,
             idle: Mutex::new(Vec::new()),
+            permits: tokio::sync::Semaphore::new(MAX_READERS),
         }
     }
 
@@ -28,6 +35,7 @@ impl Readers {
         self: &std::sync::Arc<Self>,
         f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
+        let _permit = self.permits.acquire().await.map_err(|_| StoreError::Closed)?;
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
             let conn = match me.idle.lock().pop() {
@@ -52,6 +60,7 @@ fn open_reader(path: &PathBuf) -> StoreResult<Connection> {
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(classify)?;
     conn.set_prepared_statement_cache_capacity(64);
+    conn.pragma_update(None, "cache_size", -READER_CACHE_KIB).map_err(classify)?;
     Ok(conn)
 }
 
