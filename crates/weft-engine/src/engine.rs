@@ -36,6 +36,8 @@ pub(crate) struct Inner {
     pub timer_wake: Notify,
     /// Stop taking new work.
     pub stopping: CancellationToken,
+    /// Attempt results on their way to the store (see `worker::completer`).
+    pub completions: tokio::sync::mpsc::UnboundedSender<TaskResult>,
     events: broadcast::Sender<Event>,
 }
 
@@ -251,6 +253,7 @@ impl Engine {
         clock: Arc<dyn Clock>,
     ) -> Result<Engine, EngineError> {
         let (events, _) = broadcast::channel(65_536);
+        let (completions, completions_rx) = tokio::sync::mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             http: HttpClient::new(config.http_connect_timeout, config.http_pool_idle_per_host),
             store,
@@ -264,6 +267,7 @@ impl Engine {
             next_due: Mutex::new(None),
             timer_wake: Notify::new(),
             stopping: CancellationToken::new(),
+            completions,
             events,
         });
         for q in inner.store.queue_list().await? {
@@ -277,6 +281,7 @@ impl Engine {
         let fx = inner.store.task_recover().await?;
         inner.apply(fx);
         tokio::spawn(timer::run(inner.clone()));
+        tokio::spawn(worker::completer(inner.clone(), completions_rx));
         Ok(Engine { inner })
     }
 

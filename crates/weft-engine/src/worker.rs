@@ -75,34 +75,60 @@ async fn attempt(
         .inflight
         .lock()
         .remove(&(task.run_id.clone(), task.node.clone()));
-    if let Some(outcome) = outcome {
+    let sent = outcome.is_some_and(|outcome| {
         let result = TaskResult {
             task,
             started_at,
             finished_at: inner.now(),
             outcome,
         };
-        report(&inner, result).await;
-    }
-    if inner.inflight_count.fetch_sub(1, Ordering::SeqCst) == 1 {
+        inner.completions.send(result).is_ok()
+    });
+    if !sent && inner.inflight_count.fetch_sub(1, Ordering::SeqCst) == 1 {
         inner.idle.notify_waiters();
     }
 }
 
-/// Commits a result, retrying while the store is unavailable (a full disk, say): the
-/// attempt's outcome is kept until it can be written, or re-run after a restart.
-async fn report(inner: &Arc<Inner>, result: TaskResult) {
+/// Most results committed in one store call.
+const COMPLETION_BATCH: usize = 1024;
+
+/// Commits attempt results in batches: one store call carries every result that finished
+/// while the previous call was committing, so per-result overhead is paid once per batch.
+/// While the store is unavailable (a full disk, say) results are kept and retried; an
+/// attempt's in-flight count is released only once its result is committed (or given up
+/// on during shutdown, in which case the attempt re-runs after restart).
+pub(crate) async fn completer(inner: Arc<Inner>, mut rx: tokio::sync::mpsc::UnboundedReceiver<TaskResult>) {
+    let mut batch = Vec::with_capacity(COMPLETION_BATCH);
+    while rx.recv_many(&mut batch, COMPLETION_BATCH).await > 0 {
+        let n = batch.len();
+        commit(&inner, std::mem::take(&mut batch)).await;
+        if inner.inflight_count.fetch_sub(n, Ordering::SeqCst) == n {
+            inner.idle.notify_waiters();
+        }
+    }
+}
+
+async fn commit(inner: &Arc<Inner>, results: Vec<TaskResult>) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        match inner.store.task_complete(vec![result.clone()]).await {
+        match inner.store.task_complete(results.clone()).await {
             Ok(fx) => return inner.apply(fx),
             Err(StoreError::Unavailable(e)) if !inner.stopping.is_cancelled() => {
-                tracing::warn!(run = %result.task.run_id, node = %result.task.node, error = %e, "cannot record result yet; retrying");
+                tracing::warn!(results = results.len(), error = %e, "cannot record results yet; retrying");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
+            Err(e) if results.len() > 1 => {
+                // One bad result must not hold back the others: record them one by one.
+                tracing::warn!(error = %e, "batch failed; recording results one by one");
+                for r in results {
+                    Box::pin(commit(inner, vec![r])).await;
+                }
+                return;
+            }
             Err(e) => {
-                tracing::error!(run = %result.task.run_id, node = %result.task.node, error = %e, "result not recorded; the attempt will re-run after restart");
+                let t = &results[0].task;
+                tracing::error!(run = %t.run_id, node = %t.node, error = %e, "result not recorded; the attempt will re-run after restart");
                 return;
             }
         }

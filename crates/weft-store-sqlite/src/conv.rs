@@ -4,8 +4,23 @@ use rusqlite::ErrorCode;
 use serde_json::Value;
 use weft_store::StoreError;
 
+thread_local! {
+    /// Set when a SQLite call failed on this thread. The writer checks it after each
+    /// operation: a SQLite error may strike after an operation has written part of its
+    /// changes, so the whole batch is rolled back rather than committed half-applied.
+    static FAILED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Returns and clears this thread's SQLite-failure flag.
+pub fn take_failed() -> bool {
+    FAILED.with(|f| f.replace(false))
+}
+
 /// Maps a SQLite error to the store's error kinds.
 pub fn classify(e: rusqlite::Error) -> StoreError {
+    if !matches!(e, rusqlite::Error::QueryReturnedNoRows) {
+        FAILED.with(|f| f.set(true));
+    }
     match &e {
         rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound("row".into()),
         rusqlite::Error::SqliteFailure(f, _) => match f.code {

@@ -54,26 +54,6 @@ impl W {
         self.conn.flush_prepared_statement_cache();
     }
 
-    /// Runs `f` in a savepoint so its failure undoes only its own writes.
-    pub(crate) fn in_savepoint<T>(&mut self, f: impl FnOnce(&mut W) -> R<T>) -> R<T> {
-        db(self
-            .conn
-            .prepare_cached("SAVEPOINT op")
-            .and_then(|mut s| s.execute([])))?;
-        let result = f(self);
-        if result.is_err() {
-            let _ = self
-                .conn
-                .prepare_cached("ROLLBACK TO op")
-                .and_then(|mut s| s.execute([]));
-        }
-        db(self
-            .conn
-            .prepare_cached("RELEASE op")
-            .and_then(|mut s| s.execute([])))?;
-        result
-    }
-
     /// A compiled flow version, from the cache or the `flows` table.
     pub(crate) fn flow(&mut self, name: &str, version: u32) -> R<Arc<CompiledFlow>> {
         if let Some(f) = self.flows.get(&(name.to_string(), version)) {

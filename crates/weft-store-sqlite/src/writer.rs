@@ -2,11 +2,14 @@
 //! queued since its last commit in one transaction (group commit), so the cost of a durable
 //! commit is shared by everything that arrived while the previous one was being written.
 //!
-//! Each operation runs inside its own savepoint: one failing operation is rolled back alone
-//! and reports its error, the rest of the batch still commits. Replies are sent only after
-//! the commit, so a caller never acts on a write that could still be lost.
+//! Batches are all or nothing. An operation may refuse on its own (not found, conflict)
+//! before it writes anything; that error goes to its caller alone. A SQLite error, though,
+//! can strike after an operation wrote part of its changes, so it rolls back the whole
+//! batch and every caller in it gets the error: nothing is acknowledged that was not
+//! committed, and nothing is committed half-applied. Replies are sent only after the
+//! commit, so no caller acts on a write that could still be lost.
 
-use crate::conv::classify;
+use crate::conv::{classify, take_failed};
 use crate::ops::W;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -43,7 +46,7 @@ impl Writer {
     {
         let (reply, rx) = oneshot::channel();
         let op: Op = Box::new(move |w: &mut W| {
-            let result = w.in_savepoint(f);
+            let result = f(w);
             Box::new(move |commit: Result<(), StoreError>| {
                 let _ = reply.send(commit.and(result));
             })
@@ -52,7 +55,7 @@ impl Writer {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Closes the queue; the thread commits what it has and exits.
+    /// True once the writer thread has stopped.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
@@ -61,29 +64,42 @@ impl Writer {
 fn run(mut w: W, mut rx: mpsc::Receiver<Op>) {
     let mut dones: Vec<Done> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
-        let begun = w.conn.execute_batch("BEGIN IMMEDIATE").map_err(classify);
-        if let Err(e) = begun {
+        take_failed();
+        if let Err(e) = w.conn.execute_batch("BEGIN IMMEDIATE").map_err(classify) {
+            take_failed();
             first(&mut w)(Err(e.clone()));
             while let Ok(op) = rx.try_recv() {
                 op(&mut w)(Err(e.clone()));
             }
             continue;
         }
+        let mut failed = false;
         dones.push(first(&mut w));
-        while dones.len() < MAX_BATCH {
+        failed |= take_failed();
+        while dones.len() < MAX_BATCH && !failed {
             match rx.try_recv() {
-                Ok(op) => dones.push(op(&mut w)),
+                Ok(op) => {
+                    dones.push(op(&mut w));
+                    failed |= take_failed();
+                }
                 Err(_) => break,
             }
         }
-        let committed = w.conn.execute_batch("COMMIT").map_err(classify);
-        if let Err(e) = &committed {
-            tracing::error!(error = %e, ops = dones.len(), "commit failed; the batch was rolled back");
+        let outcome = if failed {
+            Err(StoreError::Unavailable(
+                "a storage error rolled back this batch; nothing in it was applied".into(),
+            ))
+        } else {
+            w.conn.execute_batch("COMMIT").map_err(classify)
+        };
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, ops = dones.len(), "batch rolled back");
             let _ = w.conn.execute_batch("ROLLBACK");
+            take_failed();
             w.forget_cache();
         }
         for done in dones.drain(..) {
-            done(committed.clone());
+            done(outcome.clone());
         }
     }
     tracing::debug!("sqlite writer stopped");
