@@ -132,6 +132,10 @@ fn round(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
 async fn enqueue(engine: &Engine, flow: &str, n: usize) -> anyhow::Result<Vec<String>> {
     let mut ids = Vec::with_capacity(n);
     let mut left = n;
@@ -298,7 +302,7 @@ async fn chain(engine: &Engine, args: &BenchArgs) -> anyhow::Result<Value> {
     let (secs, state) = one_run(engine, "bench-chain").await?;
     Ok(json!({
         "workload": "chain", "steps": args.steps, "state": state,
-        "wall_s": round(secs * 1000.0) / 1000.0, "ms_per_step": round(secs * 1000.0 / args.steps as f64),
+        "wall_s": round3(secs), "ms_per_step": round(secs * 1000.0 / args.steps as f64),
     }))
 }
 
@@ -312,7 +316,7 @@ async fn fanout(engine: &Engine, args: &BenchArgs) -> anyhow::Result<Value> {
     doc.push_str(&format!("  join: {{type: noop, needs: [{}]}}\n", children.join(", ")));
     engine.flow_apply(&doc).await?;
     let (secs, state) = one_run(engine, "bench-fanout").await?;
-    Ok(json!({ "workload": "fanout", "width": args.width, "state": state, "wall_s": round(secs * 1000.0) / 1000.0 }))
+    Ok(json!({ "workload": "fanout", "width": args.width, "state": state, "wall_s": round3(secs) }))
 }
 
 async fn inflight(engine: &Engine, args: &BenchArgs) -> anyhow::Result<Value> {

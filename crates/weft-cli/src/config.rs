@@ -1,0 +1,318 @@
+//! `weft up`'s settings: one serde tree, read as defaults < TOML file < `WEFT_*` environment
+//! < command-line flags, then validated once. Every source goes through the same checks, so
+//! a bad value is reported the same way wherever it came from, and a misspelt key or
+//! variable is an error rather than a silently ignored setting.
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use weft_engine::EngineConfig;
+use weft_store_sqlite::Durability;
+
+#[cfg(test)]
+mod tests;
+
+/// Where the database lives when nothing says otherwise.
+pub const DEFAULT_DATA_DIR: &str = "./weft-data";
+/// Where the HTTP API listens when nothing says otherwise.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Largest accepted request body: the API's own default.
+pub const DEFAULT_MAX_BODY_BYTES: usize = weft_api::DEFAULT_MAX_BODY_BYTES;
+/// Largest concurrency a queue may be given.
+pub const MAX_CONCURRENCY: u32 = 10_000;
+/// Environment variable naming the config file when `--config` is not given.
+pub const CONFIG_ENV: &str = "WEFT_CONFIG";
+
+/// `WEFT_*` variables that are read by something other than the config tree.
+const ENV_NOT_CONFIG: &[&str] = &[CONFIG_ENV, "WEFT_LOG", "WEFT_URL"];
+/// Prefix of the per-queue concurrency variables, `WEFT_QUEUES__<NAME>=N`.
+const ENV_QUEUE_PREFIX: &str = "WEFT_QUEUES__";
+/// Every config variable other than the per-queue ones.
+const ENV_KEYS: &[&str] = &[
+    "WEFT_DATA_DIR",
+    "WEFT_LISTEN",
+    "WEFT_FLOWS_DIR",
+    "WEFT_DURABILITY",
+    "WEFT_MAX_BODY_BYTES",
+    "WEFT_SHUTDOWN_GRACE",
+    "WEFT_DEFAULT_CONCURRENCY",
+    "WEFT_HTTP__CONNECT_TIMEOUT",
+    "WEFT_HTTP__POOL_IDLE_PER_HOST",
+];
+
+/// Everything `weft up` can be told.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory holding the SQLite database. Default [`DEFAULT_DATA_DIR`].
+    pub data_dir: PathBuf,
+    /// Address of the HTTP API, `IP:PORT`. Default [`DEFAULT_LISTEN`].
+    pub listen: String,
+    /// Directory whose `*.yaml`, `*.yml` and `*.json` flows are applied at start. Default: none.
+    pub flows_dir: Option<PathBuf>,
+    /// Commit durability, `full` or `normal`. Default `full`.
+    pub durability: Durability,
+    /// Largest accepted request body in bytes. Default [`DEFAULT_MAX_BODY_BYTES`].
+    pub max_body_bytes: usize,
+    /// How long shutdown waits for running attempts, e.g. `30s`.
+    /// Default [`weft_engine::DEFAULT_SHUTDOWN_GRACE`].
+    #[serde(deserialize_with = "de_duration")]
+    pub shutdown_grace: Duration,
+    /// Concurrency of queues not listed in `queues` (1 to [`MAX_CONCURRENCY`]).
+    /// Default [`weft_engine::DEFAULT_CONCURRENCY`].
+    pub default_concurrency: u32,
+    /// Concurrency per queue, e.g. `email = 20`. Default: none.
+    pub queues: BTreeMap<String, u32>,
+    /// The `http` node's client.
+    pub http: HttpConfig,
+}
+
+/// Settings of the client `http` nodes share.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Connection set-up timeout, e.g. `10s`. Default: [`EngineConfig::default`]'s.
+    #[serde(deserialize_with = "de_duration")]
+    pub connect_timeout: Duration,
+    /// Idle keep-alive connections kept per host. Default: [`EngineConfig::default`]'s.
+    pub pool_idle_per_host: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            listen: DEFAULT_LISTEN.to_string(),
+            flows_dir: None,
+            durability: Durability::default(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            shutdown_grace: weft_engine::DEFAULT_SHUTDOWN_GRACE,
+            default_concurrency: weft_engine::DEFAULT_CONCURRENCY,
+            queues: BTreeMap::new(),
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        let engine = EngineConfig::default();
+        Self {
+            connect_timeout: engine.http_connect_timeout,
+            pool_idle_per_host: engine.http_pool_idle_per_host,
+        }
+    }
+}
+
+/// Values given as command-line flags; they win over every other source.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--flows`.
+    pub flows_dir: Option<PathBuf>,
+    /// `--durability`.
+    pub durability: Option<Durability>,
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    weft_core::duration::parse(&text).map_err(serde::de::Error::custom)
+}
+
+/// The config file to read: `--config`, else `WEFT_CONFIG`, else none.
+pub fn config_path(flag: Option<&Path>, env: &[(String, String)]) -> Option<PathBuf> {
+    flag.map(Path::to_path_buf).or_else(|| {
+        env.iter()
+            .find(|(k, v)| k == CONFIG_ENV && !v.is_empty())
+            .map(|(_, v)| PathBuf::from(v))
+    })
+}
+
+/// The process environment's `WEFT_*` variables (others are never looked at).
+pub fn process_env() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let k = k.into_string().ok()?;
+            k.starts_with("WEFT_")
+                .then(|| (k, v.to_string_lossy().into_owned()))
+        })
+        .collect()
+}
+
+impl Config {
+    /// Reads every source in order of precedence and validates the result.
+    pub fn load(
+        file: Option<&Path>,
+        env: &[(String, String)],
+        flags: &Overrides,
+    ) -> anyhow::Result<Config> {
+        let mut config = match file {
+            Some(path) => Self::from_file(path)?,
+            None => Config::default(),
+        };
+        config.apply_env(env)?;
+        config.apply_flags(flags);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML file over the defaults; unknown keys are errors naming the key and file.
+    pub fn from_file(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::from_toml(&text).with_context(|| format!("config file {}", path.display()))
+    }
+
+    fn from_toml(text: &str) -> anyhow::Result<Config> {
+        // toml's message names the offending key, its line and what is allowed instead.
+        Ok(toml::from_str(text)?)
+    }
+
+    fn apply_env(&mut self, env: &[(String, String)]) -> anyhow::Result<()> {
+        let mut env: Vec<&(String, String)> =
+            env.iter().filter(|(k, _)| k.starts_with("WEFT_")).collect();
+        env.sort();
+        for (key, value) in env {
+            let parse_duration =
+                || weft_core::duration::parse(value).map_err(|e| anyhow::anyhow!("{key}: {e}"));
+            match key.as_str() {
+                k if ENV_NOT_CONFIG.contains(&k) => {}
+                "WEFT_DATA_DIR" => self.data_dir = PathBuf::from(value),
+                "WEFT_LISTEN" => self.listen = value.clone(),
+                "WEFT_FLOWS_DIR" => self.flows_dir = Some(PathBuf::from(value)),
+                "WEFT_DURABILITY" => self.durability = parse_durability(key, value)?,
+                "WEFT_MAX_BODY_BYTES" => self.max_body_bytes = parse_number(key, value)?,
+                "WEFT_SHUTDOWN_GRACE" => self.shutdown_grace = parse_duration()?,
+                "WEFT_DEFAULT_CONCURRENCY" => self.default_concurrency = parse_number(key, value)?,
+                "WEFT_HTTP__CONNECT_TIMEOUT" => self.http.connect_timeout = parse_duration()?,
+                "WEFT_HTTP__POOL_IDLE_PER_HOST" => {
+                    self.http.pool_idle_per_host = parse_number(key, value)?
+                }
+                k => match k.strip_prefix(ENV_QUEUE_PREFIX) {
+                    Some(name) if !name.is_empty() => {
+                        self.queues
+                            .insert(name.to_ascii_lowercase(), parse_number(key, value)?);
+                    }
+                    _ => bail!("{}", unknown_env(k)),
+                },
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_flags(&mut self, flags: &Overrides) {
+        if let Some(d) = &flags.data_dir {
+            self.data_dir = d.clone();
+        }
+        if let Some(l) = &flags.listen {
+            self.listen = l.clone();
+        }
+        if let Some(f) = &flags.flows_dir {
+            self.flows_dir = Some(f.clone());
+        }
+        if let Some(d) = flags.durability {
+            self.durability = d;
+        }
+    }
+
+    /// Checks every value, reporting all problems at once.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut problems = Vec::new();
+        if self.listen.parse::<SocketAddr>().is_err() {
+            problems.push(format!(
+                "listen = {:?}: not a socket address; expected IP:PORT, e.g. {DEFAULT_LISTEN}",
+                self.listen
+            ));
+        }
+        if self.max_body_bytes == 0 {
+            problems.push("max_body_bytes = 0: must be at least 1".to_string());
+        }
+        if let Some(p) = concurrency_problem("default_concurrency", self.default_concurrency) {
+            problems.push(p);
+        }
+        for (name, &limit) in &self.queues {
+            if !weft_core::is_valid_name(name) {
+                problems.push(format!(
+                    "queues.{}: not a valid queue name; use 1 to 128 letters, digits, `_`, `-` or `.`",
+                    toml_key(name)
+                ));
+            }
+            if let Some(p) = concurrency_problem(&format!("queues.{}", toml_key(name)), limit) {
+                problems.push(p);
+            }
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        bail!("invalid configuration:\n  {}", problems.join("\n  "))
+    }
+
+    /// The listen address (checked by [`Config::validate`]).
+    pub fn listen_addr(&self) -> anyhow::Result<SocketAddr> {
+        self.listen
+            .parse()
+            .with_context(|| format!("listen = {:?} is not a socket address", self.listen))
+    }
+
+    /// The engine's share of the settings.
+    pub fn engine_config(&self) -> EngineConfig {
+        EngineConfig {
+            queues: self.queues.clone(),
+            default_concurrency: self.default_concurrency,
+            run_workers: true,
+            http_connect_timeout: self.http.connect_timeout,
+            http_pool_idle_per_host: self.http.pool_idle_per_host,
+        }
+    }
+}
+
+/// A key as TOML would need it written: bare when it can be, quoted otherwise.
+fn toml_key(name: &str) -> String {
+    if weft_core::is_valid_name(name) && !name.contains('.') {
+        name.to_string()
+    } else {
+        format!("{name:?}")
+    }
+}
+
+fn concurrency_problem(field: &str, value: u32) -> Option<String> {
+    (!(1..=MAX_CONCURRENCY).contains(&value))
+        .then(|| format!("{field} = {value}: concurrency must be between 1 and {MAX_CONCURRENCY}"))
+}
+
+fn parse_number<T: std::str::FromStr>(key: &str, value: &str) -> anyhow::Result<T> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("{key}={value:?}: expected a whole number"))
+}
+
+fn parse_durability(key: &str, value: &str) -> anyhow::Result<Durability> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "full" => Ok(Durability::Full),
+        "normal" => Ok(Durability::Normal),
+        _ => bail!("{key}={value:?}: expected `full` or `normal`"),
+    }
+}
+
+fn bare_key(key: &str) -> &str {
+    key.strip_prefix("WEFT_").unwrap_or(key)
+}
+
+fn unknown_env(key: &str) -> String {
+    let allowed: Vec<&str> = ENV_KEYS.iter().chain(ENV_NOT_CONFIG).copied().collect();
+    // Compared without the shared prefix, which would make every name look alike.
+    let hint = weft_core::closest(bare_key(key), allowed.iter().map(|k| bare_key(k)))
+        .map(|c| format!(" (did you mean WEFT_{c}?)"))
+        .unwrap_or_default();
+    format!(
+        "unknown environment variable {key}{hint}; weft reads {}, and {ENV_QUEUE_PREFIX}<NAME>",
+        allowed.join(", ")
+    )
+}

@@ -1,0 +1,277 @@
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn write_toml(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weft.toml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+fn load_err(file: Option<&Path>, env: &[(String, String)]) -> String {
+    format!(
+        "{:#}",
+        Config::load(file, env, &Overrides::default()).unwrap_err()
+    )
+}
+
+#[test]
+fn defaults_come_from_the_named_constants() {
+    let c = Config::load(None, &[], &Overrides::default()).unwrap();
+    assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    assert_eq!(c.listen, DEFAULT_LISTEN);
+    assert_eq!(c.flows_dir, None);
+    assert_eq!(c.durability, Durability::Full);
+    assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    assert_eq!(c.shutdown_grace, weft_engine::DEFAULT_SHUTDOWN_GRACE);
+    assert_eq!(c.default_concurrency, weft_engine::DEFAULT_CONCURRENCY);
+    assert!(c.queues.is_empty());
+    let engine = EngineConfig::default();
+    assert_eq!(c.http.connect_timeout, engine.http_connect_timeout);
+    assert_eq!(c.http.pool_idle_per_host, engine.http_pool_idle_per_host);
+}
+
+#[test]
+fn file_then_env_then_flags() {
+    let (_dir, path) = write_toml(
+        r#"
+data_dir = "/from/file"
+listen = "127.0.0.1:9000"
+durability = "normal"
+shutdown_grace = "5s"
+default_concurrency = 4
+max_body_bytes = 1000
+
+[queues]
+email = 20
+heavy = 2
+
+[http]
+connect_timeout = "3s"
+pool_idle_per_host = 8
+"#,
+    );
+    // The file alone.
+    let c = Config::load(Some(&path), &[], &Overrides::default()).unwrap();
+    assert_eq!(c.data_dir, PathBuf::from("/from/file"));
+    assert_eq!(c.listen, "127.0.0.1:9000");
+    assert_eq!(c.durability, Durability::Normal);
+    assert_eq!(c.shutdown_grace, Duration::from_secs(5));
+    assert_eq!(c.default_concurrency, 4);
+    assert_eq!(c.max_body_bytes, 1000);
+    assert_eq!(c.queues.get("email"), Some(&20));
+    assert_eq!(c.queues.get("heavy"), Some(&2));
+    assert_eq!(c.http.connect_timeout, Duration::from_secs(3));
+    assert_eq!(c.http.pool_idle_per_host, 8);
+
+    // The environment beats the file; queues merge, with names lowercased.
+    let vars = env(&[
+        ("WEFT_DATA_DIR", "/from/env"),
+        ("WEFT_LISTEN", "127.0.0.1:9001"),
+        ("WEFT_DURABILITY", "full"),
+        ("WEFT_SHUTDOWN_GRACE", "1m"),
+        ("WEFT_DEFAULT_CONCURRENCY", "7"),
+        ("WEFT_MAX_BODY_BYTES", "2000"),
+        ("WEFT_QUEUES__EMAIL", "30"),
+        ("WEFT_QUEUES__BULK", "3"),
+        ("WEFT_HTTP__CONNECT_TIMEOUT", "250ms"),
+        ("WEFT_HTTP__POOL_IDLE_PER_HOST", "9"),
+        ("WEFT_FLOWS_DIR", "/flows/env"),
+        ("WEFT_LOG", "debug"),
+        ("WEFT_URL", "http://x"),
+        ("PATH", "/bin"),
+    ]);
+    let c = Config::load(Some(&path), &vars, &Overrides::default()).unwrap();
+    assert_eq!(c.data_dir, PathBuf::from("/from/env"));
+    assert_eq!(c.listen, "127.0.0.1:9001");
+    assert_eq!(c.durability, Durability::Full);
+    assert_eq!(c.shutdown_grace, Duration::from_secs(60));
+    assert_eq!(c.default_concurrency, 7);
+    assert_eq!(c.max_body_bytes, 2000);
+    assert_eq!(
+        c.queues,
+        BTreeMap::from([
+            ("bulk".to_string(), 3),
+            ("email".to_string(), 30),
+            ("heavy".to_string(), 2)
+        ])
+    );
+    assert_eq!(c.http.connect_timeout, Duration::from_millis(250));
+    assert_eq!(c.http.pool_idle_per_host, 9);
+    assert_eq!(c.flows_dir, Some(PathBuf::from("/flows/env")));
+
+    // Flags beat both.
+    let flags = Overrides {
+        data_dir: Some("/from/flag".into()),
+        listen: Some("0.0.0.0:1".into()),
+        flows_dir: Some("/flows/flag".into()),
+        durability: Some(Durability::Normal),
+    };
+    let c = Config::load(Some(&path), &vars, &flags).unwrap();
+    assert_eq!(c.data_dir, PathBuf::from("/from/flag"));
+    assert_eq!(c.listen, "0.0.0.0:1");
+    assert_eq!(c.flows_dir, Some(PathBuf::from("/flows/flag")));
+    assert_eq!(c.durability, Durability::Normal);
+    // What no flag sets keeps the environment's value.
+    assert_eq!(c.default_concurrency, 7);
+}
+
+#[test]
+fn config_path_prefers_the_flag_over_weft_config() {
+    let vars = env(&[("WEFT_CONFIG", "/env.toml")]);
+    assert_eq!(
+        config_path(Some(Path::new("/flag.toml")), &vars),
+        Some(PathBuf::from("/flag.toml"))
+    );
+    assert_eq!(config_path(None, &vars), Some(PathBuf::from("/env.toml")));
+    assert_eq!(config_path(None, &[]), None);
+}
+
+#[test]
+fn unknown_toml_key_names_the_key_and_the_file() {
+    let (_dir, path) = write_toml("listen = \"127.0.0.1:1\"\nlisten_addr = \"x\"\n");
+    let err = load_err(Some(&path), &[]);
+    assert!(err.contains("listen_addr"), "{err}");
+    assert!(err.contains(&path.display().to_string()), "{err}");
+
+    let (_dir, path) = write_toml("[http]\ntimeout = \"1s\"\n");
+    let err = load_err(Some(&path), &[]);
+    assert!(
+        err.contains("timeout") && err.contains("connect_timeout"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_file_values_name_the_field() {
+    let (_dir, path) = write_toml("shutdown_grace = \"soon\"\n");
+    let err = load_err(Some(&path), &[]);
+    assert!(
+        err.contains("shutdown_grace") && err.contains("ms, s, m, h, d"),
+        "{err}"
+    );
+
+    let (_dir, path) = write_toml("durability = \"fast\"\n");
+    let err = load_err(Some(&path), &[]);
+    assert!(
+        err.contains("durability") && err.contains("normal"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_file_is_an_error_naming_it() {
+    let err = load_err(Some(Path::new("/no/such/weft.toml")), &[]);
+    assert!(err.contains("/no/such/weft.toml"), "{err}");
+}
+
+#[test]
+fn unknown_weft_variable_is_rejected_listing_the_allowed_ones() {
+    let err = load_err(None, &env(&[("WEFT_BOGUS", "1")]));
+    assert!(err.contains("WEFT_BOGUS"), "{err}");
+    for allowed in [
+        "WEFT_DATA_DIR",
+        "WEFT_LISTEN",
+        "WEFT_CONFIG",
+        "WEFT_QUEUES__<NAME>",
+    ] {
+        assert!(err.contains(allowed), "{err}");
+    }
+    let err = load_err(None, &env(&[("WEFT_LISTN", "x")]));
+    assert!(err.contains("did you mean WEFT_LISTEN"), "{err}");
+    let err = load_err(None, &env(&[("WEFT_QUEUES__", "3")]));
+    assert!(err.contains("WEFT_QUEUES__"), "{err}");
+}
+
+#[test]
+fn bad_env_values_name_the_variable() {
+    let cases = [
+        ("WEFT_MAX_BODY_BYTES", "lots", "whole number"),
+        ("WEFT_DEFAULT_CONCURRENCY", "-1", "whole number"),
+        ("WEFT_QUEUES__EMAIL", "x", "whole number"),
+        ("WEFT_DURABILITY", "fast", "`full` or `normal`"),
+        ("WEFT_SHUTDOWN_GRACE", "later", "ms, s, m, h, d"),
+        (
+            "WEFT_HTTP__CONNECT_TIMEOUT",
+            "1 fortnight",
+            "ms, s, m, h, d",
+        ),
+    ];
+    for (key, value, allowed) in cases {
+        let err = load_err(None, &env(&[(key, value)]));
+        assert!(err.contains(key) && err.contains(allowed), "{key}: {err}");
+    }
+}
+
+#[test]
+fn concurrency_must_be_in_range() {
+    for bad in ["0", "10001"] {
+        let err = load_err(None, &env(&[("WEFT_DEFAULT_CONCURRENCY", bad)]));
+        assert!(
+            err.contains("default_concurrency") && err.contains("between 1 and 10000"),
+            "{err}"
+        );
+    }
+    let (_dir, path) = write_toml("[queues]\nemail = 0\n");
+    let err = load_err(Some(&path), &[]);
+    assert!(
+        err.contains("queues.email") && err.contains("between 1 and 10000"),
+        "{err}"
+    );
+    let ok = Config::load(
+        None,
+        &env(&[("WEFT_QUEUES__MAX", "10000")]),
+        &Overrides::default(),
+    );
+    assert!(ok.is_ok());
+}
+
+#[test]
+fn queue_names_must_be_valid() {
+    let (_dir, path) = write_toml("[queues]\n\"bad name!\" = 2\n");
+    let err = load_err(Some(&path), &[]);
+    assert!(
+        err.contains("bad name!") && err.contains("letters, digits"),
+        "{err}"
+    );
+}
+
+#[test]
+fn listen_must_be_a_socket_address() {
+    let flags = Overrides {
+        listen: Some("localhost".into()),
+        ..Overrides::default()
+    };
+    let err = format!("{:#}", Config::load(None, &[], &flags).unwrap_err());
+    assert!(err.contains("listen") && err.contains("IP:PORT"), "{err}");
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let (_dir, path) =
+        write_toml("listen = \"nope\"\ndefault_concurrency = 0\nmax_body_bytes = 0\n");
+    let err = load_err(Some(&path), &[]);
+    for field in ["listen", "default_concurrency", "max_body_bytes"] {
+        assert!(err.contains(field), "{field}: {err}");
+    }
+}
+
+#[test]
+fn engine_config_carries_the_settings() {
+    let vars = env(&[
+        ("WEFT_QUEUES__HEAVY", "2"),
+        ("WEFT_DEFAULT_CONCURRENCY", "5"),
+    ]);
+    let e = Config::load(None, &vars, &Overrides::default())
+        .unwrap()
+        .engine_config();
+    assert_eq!(e.default_concurrency, 5);
+    assert_eq!(e.queues.get("heavy"), Some(&2));
+    assert!(e.run_workers);
+}

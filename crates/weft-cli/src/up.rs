@@ -1,0 +1,263 @@
+//! `weft up`: the server process. It owns the order of start-up (config, flow files, store,
+//! engine, flows, HTTP) and of shutdown (stop accepting HTTP, then let the engine finish
+//! in-flight attempts), and reloads queue limits on SIGHUP.
+
+use crate::args::UpArgs;
+use crate::config::{self, Config, Overrides};
+use anyhow::{Context, bail};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use weft_core::FlowSpec;
+use weft_engine::Engine;
+use weft_store::DynStore;
+use weft_store_sqlite::{Durability, SqliteOptions, SqliteStore};
+
+/// Opens (creating and migrating if needed) the store in `data_dir`.
+pub fn open_store(data_dir: &Path, durability: Durability) -> anyhow::Result<DynStore> {
+    let opts = SqliteOptions {
+        durability,
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(data_dir, opts).map_err(anyhow::Error::msg)?;
+    Ok(store)
+}
+
+/// How the config was given, kept to read it again on SIGHUP.
+struct Sources {
+    file: Option<PathBuf>,
+    env: Vec<(String, String)>,
+    flags: Overrides,
+}
+
+impl Sources {
+    fn load(&self) -> anyhow::Result<Config> {
+        Config::load(self.file.as_deref(), &self.env, &self.flags)
+    }
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    // Installed first, so a signal during start-up is acted on rather than killing us.
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let hup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+
+    let env = config::process_env();
+    let sources = Sources {
+        file: config::config_path(args.config.config.as_deref(), &env),
+        env,
+        flags: Overrides {
+            data_dir: args.config.data_dir,
+            listen: args.listen,
+            flows_dir: args.flows,
+            durability: args.durability.map(Into::into),
+        },
+    };
+    let config = sources.load()?;
+    let flows = match &config.flows_dir {
+        Some(dir) => read_flows(dir)?,
+        None => Vec::new(),
+    };
+    let addr = config.listen_addr()?;
+
+    let store = open_store(&config.data_dir, config.durability)?;
+    let engine = Engine::start(store, config.engine_config())
+        .await
+        .context("cannot start the engine")?;
+    tracing::info!(data_dir = %config.data_dir.display(), durability = ?config.durability, "store open");
+    for (path, spec) in flows {
+        let applied = engine
+            .flow_apply_spec(spec)
+            .await
+            .with_context(|| format!("cannot apply {}", path.display()))?;
+        tracing::info!(
+            flow = %applied.name,
+            version = applied.version,
+            created = applied.created,
+            file = %path.display(),
+            "flow applied"
+        );
+    }
+
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr().context("no local address")?;
+    let options = weft_api::ApiOptions {
+        max_body_bytes: config.max_body_bytes,
+    };
+    let app = weft_api::router(engine.clone(), options);
+    let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .into_future(),
+    );
+    tracing::info!("weft listening on http://{local}");
+
+    let sources = Arc::new(sources);
+    let reloader = tokio::spawn(reload_on_hangup(hup, engine.clone(), sources));
+
+    let which = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!("{which}: no longer accepting requests; finishing running work");
+    reloader.abort();
+    let _ = stop_http.send(());
+    // One grace period covers both: draining HTTP, then running attempts.
+    let deadline = tokio::time::Instant::now() + config.shutdown_grace;
+    match tokio::time::timeout_at(deadline, server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::error!("HTTP server failed: {e}"),
+        Ok(Err(e)) => tracing::error!("HTTP server task failed: {e}"),
+        Err(_) => {
+            tracing::warn!("HTTP connections still open after the grace period; closing them")
+        }
+    }
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    engine.shutdown(left).await;
+    tracing::info!("weft stopped");
+    Ok(())
+}
+
+/// Reads and checks every flow file in `dir`, so that one bad file stops start-up before
+/// anything is applied. Every problem of every file is reported.
+fn read_flows(dir: &Path) -> anyhow::Result<Vec<(PathBuf, FlowSpec)>> {
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read flows directory {}", dir.display()))?;
+    let mut paths = Vec::new();
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("cannot read flows directory {}", dir.display()))?
+            .path();
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if path.is_file() && matches!(ext, "yaml" | "yml" | "json") {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    let mut flows = Vec::new();
+    let mut problems = Vec::new();
+    let mut names: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for path in paths {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let checked =
+            weft_core::parse_flow(&text).and_then(|spec| weft_core::compile(&spec).map(|_| spec));
+        match checked {
+            Ok(spec) => {
+                if let Some(first) = names.insert(spec.name.clone(), path.clone()) {
+                    problems.push(format!(
+                        "{}: flow {:?} is also defined in {}",
+                        path.display(),
+                        spec.name,
+                        first.display()
+                    ));
+                }
+                flows.push((path, spec));
+            }
+            Err(e) => {
+                problems.push(format!("{}: invalid flow", path.display()));
+                problems.extend(e.issues.iter().map(|i| format!("  {i}")));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        bail!(
+            "flows in {} are not valid; nothing was applied:\n  {}",
+            dir.display(),
+            problems.join("\n  ")
+        );
+    }
+    Ok(flows)
+}
+
+async fn reload_on_hangup(mut hup: Signal, engine: Engine, sources: Arc<Sources>) {
+    while hup.recv().await.is_some() {
+        reload_queues(&engine, &sources).await;
+    }
+}
+
+/// Applies the config's `[queues]` (with `WEFT_QUEUES__*` on top) to the running engine.
+async fn reload_queues(engine: &Engine, sources: &Sources) {
+    let Some(file) = &sources.file else {
+        tracing::warn!("SIGHUP: no config file to reload (give --config or WEFT_CONFIG)");
+        return;
+    };
+    let config = match sources.load() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("SIGHUP: keeping the current settings: {e:#}");
+            return;
+        }
+    };
+    let current: HashMap<String, u32> = engine
+        .queue_list()
+        .into_iter()
+        .map(|q| (q.name, q.concurrency))
+        .collect();
+    let mut changed = 0;
+    for (name, &limit) in &config.queues {
+        let before = current.get(name).copied();
+        if before == Some(limit) {
+            continue;
+        }
+        match engine.queue_set(name, Some(limit), None).await {
+            Ok(_) => {
+                changed += 1;
+                tracing::info!(queue = %name, from = ?before, to = limit, "SIGHUP: queue concurrency changed");
+            }
+            Err(e) => tracing::error!(queue = %name, "SIGHUP: cannot change queue: {e}"),
+        }
+    }
+    tracing::info!(file = %file.display(), changed, "SIGHUP: config reloaded");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flow_files_are_checked_before_any_is_applied() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("a.yaml"),
+            "name: a\nnodes:\n  x:\n    type: noop\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("b.json"),
+            r#"{"name":"b","nodes":{"y":{"type":"noop"}}}"#,
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
+        let flows = read_flows(dir.path()).unwrap();
+        let names: Vec<&str> = flows.iter().map(|(_, f)| f.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+
+        std::fs::write(
+            dir.path().join("c.yml"),
+            "name: c\nnodes:\n  z:\n    type: nope\n    needs: [ghost]\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", read_flows(dir.path()).unwrap_err());
+        assert!(err.contains("c.yml: invalid flow"), "{err}");
+        assert!(err.contains("nodes.z"), "{err}");
+        assert!(err.contains("nothing was applied"), "{err}");
+    }
+
+    #[test]
+    fn a_flow_defined_twice_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let doc = "name: a\nnodes:\n  x:\n    type: noop\n";
+        std::fs::write(dir.path().join("a.yaml"), doc).unwrap();
+        std::fs::write(dir.path().join("copy.yaml"), doc).unwrap();
+        let err = format!("{:#}", read_flows(dir.path()).unwrap_err());
+        assert!(err.contains("also defined in"), "{err}");
+    }
+}
