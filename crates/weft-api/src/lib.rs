@@ -31,14 +31,16 @@ use serde_json::{Value, json};
 use tower_http::trace::TraceLayer;
 use weft_engine::{CatalogEntry, Engine};
 
-/// Largest request body accepted by default: 1 MiB, the size of the largest flow document.
-pub const DEFAULT_MAX_BODY_BYTES: usize = weft_core::MAX_FLOW_BYTES;
+/// Largest request body accepted by default: 2 MiB. The largest flow document and the
+/// largest run input are 1 MiB each (checked with their own messages); the headroom lets a
+/// maximal document or input arrive wrapped in its JSON envelope.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * weft_core::MAX_FLOW_BYTES;
 
 /// How the API behaves.
 #[derive(Debug, Clone)]
 pub struct ApiOptions {
     /// Largest request body, in bytes; larger bodies get 413 `body_too_large`.
-    /// Default [`DEFAULT_MAX_BODY_BYTES`] (1 MiB).
+    /// Default [`DEFAULT_MAX_BODY_BYTES`] (2 MiB).
     pub max_body_bytes: usize,
 }
 

@@ -79,7 +79,10 @@ struct Bench {
 
 async fn setup(args: &BenchArgs) -> anyhow::Result<Bench> {
     if args.store != "sqlite" {
-        bail!("store {:?} is not available in this build; use --store sqlite", args.store);
+        bail!(
+            "store {:?} is not available in this build; use --store sqlite",
+            args.store
+        );
     }
     let (dir, path) = match &args.data_dir {
         Some(p) => (None, p.clone()),
@@ -93,7 +96,14 @@ async fn setup(args: &BenchArgs) -> anyhow::Result<Bench> {
         DurabilityArg::Full => Durability::Full,
         DurabilityArg::Normal => Durability::Normal,
     };
-    let store = SqliteStore::open(&path, SqliteOptions { durability, ..Default::default() }).map_err(anyhow::Error::msg)?;
+    let store = SqliteStore::open(
+        &path,
+        SqliteOptions {
+            durability,
+            ..Default::default()
+        },
+    )
+    .map_err(anyhow::Error::msg)?;
     let mut config = EngineConfig::default();
     config.queues.insert("default".into(), args.concurrency);
     let engine = Engine::start(store, config).await?;
@@ -141,7 +151,12 @@ async fn enqueue(engine: &Engine, flow: &str, n: usize) -> anyhow::Result<Vec<St
     let mut left = n;
     while left > 0 {
         let chunk = left.min(5000);
-        let reqs = (0..chunk).map(|_| StartRun { flow: flow.into(), ..Default::default() }).collect();
+        let reqs = (0..chunk)
+            .map(|_| StartRun {
+                flow: flow.into(),
+                ..Default::default()
+            })
+            .collect();
         for r in engine.run_start_many(reqs).await? {
             ids.push(r?.id);
         }
@@ -152,7 +167,10 @@ async fn enqueue(engine: &Engine, flow: &str, n: usize) -> anyhow::Result<Vec<St
 
 /// Waits for `n` runs to finish, counting events (a lagging receiver counts what it missed:
 /// every event in these workloads is a finished run of the workload).
-async fn wait_finished(events: &mut tokio::sync::broadcast::Receiver<Event>, n: usize) -> anyhow::Result<usize> {
+async fn wait_finished(
+    events: &mut tokio::sync::broadcast::Receiver<Event>,
+    n: usize,
+) -> anyhow::Result<usize> {
     let mut done = 0usize;
     let mut failed = 0usize;
     while done < n {
@@ -171,8 +189,12 @@ async fn wait_finished(events: &mut tokio::sync::broadcast::Receiver<Event>, n: 
 }
 
 async fn drain(engine: &Engine, args: &BenchArgs) -> anyhow::Result<Value> {
-    engine.flow_apply("name: bench-noop\nnodes:\n  work: {type: noop}\n").await?;
-    engine.queue_set("default", Some(args.concurrency), Some(true)).await?;
+    engine
+        .flow_apply("name: bench-noop\nnodes:\n  work: {type: noop}\n")
+        .await?;
+    engine
+        .queue_set("default", Some(args.concurrency), Some(true))
+        .await?;
     let t0 = Instant::now();
     enqueue(engine, "bench-noop", args.n).await?;
     let enqueue_s = t0.elapsed().as_secs_f64();
@@ -189,7 +211,9 @@ async fn drain(engine: &Engine, args: &BenchArgs) -> anyhow::Result<Value> {
 }
 
 async fn latency(engine: &Engine, args: &BenchArgs) -> anyhow::Result<Value> {
-    engine.flow_apply("name: bench-noop\nnodes:\n  work: {type: noop}\n").await?;
+    engine
+        .flow_apply("name: bench-noop\nnodes:\n  work: {type: noop}\n")
+        .await?;
     let total = (args.rate as u64 * args.duration) as usize;
     // Accepted and finished instants by run id; whichever arrives second computes the sample.
     let book: Arc<book::Book> = Arc::new(Default::default());
@@ -221,7 +245,12 @@ async fn latency(engine: &Engine, args: &BenchArgs) -> anyhow::Result<Value> {
         let engine = engine.clone();
         let book = book.clone();
         handles.push(tokio::spawn(async move {
-            let r = engine.run_start(StartRun { flow: "bench-noop".into(), ..Default::default() }).await;
+            let r = engine
+                .run_start(StartRun {
+                    flow: "bench-noop".into(),
+                    ..Default::default()
+                })
+                .await;
             match r {
                 Ok(c) => {
                     book.accepted(c.id, Instant::now());
@@ -237,7 +266,9 @@ async fn latency(engine: &Engine, args: &BenchArgs) -> anyhow::Result<Value> {
         }
     }
     let offered_s = started.elapsed().as_secs_f64();
-    tokio::time::timeout(Duration::from_secs(60), collector).await.context("runs did not finish within 60 s")??;
+    tokio::time::timeout(Duration::from_secs(60), collector)
+        .await
+        .context("runs did not finish within 60 s")??;
     let mut h = hdrhistogram::Histogram::<u64>::new(3)?;
     for us in book.samples() {
         h.record(us)?;
@@ -257,39 +288,59 @@ mod book {
     use std::time::Instant;
 
     #[derive(Default)]
+    struct Pages {
+        accepted: HashMap<String, Instant>,
+        finished: HashMap<String, Instant>,
+        samples_us: Vec<u64>,
+    }
+
+    /// Whichever of accept and finish arrives second records the sample.
+    #[derive(Default)]
     pub struct Book {
-        inner: Mutex<(HashMap<String, Instant>, HashMap<String, Instant>, Vec<u64>)>,
+        inner: Mutex<Pages>,
     }
 
     impl Book {
         pub fn accepted(&self, id: String, at: Instant) {
-            let mut g = self.inner.lock().unwrap();
-            match g.1.remove(&id) {
-                Some(fin) => g.2.push(fin.saturating_duration_since(at).as_micros() as u64),
+            let mut p = self.inner.lock().unwrap();
+            match p.finished.remove(&id) {
+                Some(fin) => p
+                    .samples_us
+                    .push(fin.saturating_duration_since(at).as_micros() as u64),
                 None => {
-                    g.0.insert(id, at);
+                    p.accepted.insert(id, at);
                 }
             }
         }
         pub fn finished(&self, id: String, at: Instant) {
-            let mut g = self.inner.lock().unwrap();
-            match g.0.remove(&id) {
-                Some(acc) => g.2.push(at.saturating_duration_since(acc).as_micros() as u64),
+            let mut p = self.inner.lock().unwrap();
+            match p.accepted.remove(&id) {
+                Some(acc) => p
+                    .samples_us
+                    .push(at.saturating_duration_since(acc).as_micros() as u64),
                 None => {
-                    g.1.insert(id, at);
+                    p.finished.insert(id, at);
                 }
             }
         }
         pub fn samples(&self) -> Vec<u64> {
-            self.inner.lock().unwrap().2.clone()
+            self.inner.lock().unwrap().samples_us.clone()
         }
     }
 }
 
 async fn one_run(engine: &Engine, flow: &str) -> anyhow::Result<(f64, String)> {
     let t = Instant::now();
-    let id = engine.run_start(StartRun { flow: flow.into(), ..Default::default() }).await?.id;
-    let view = tokio::time::timeout(Duration::from_secs(120), engine.wait_run(&id)).await.context("run did not finish")??;
+    let id = engine
+        .run_start(StartRun {
+            flow: flow.into(),
+            ..Default::default()
+        })
+        .await?
+        .id;
+    let view = tokio::time::timeout(Duration::from_secs(120), engine.wait_run(&id))
+        .await
+        .context("run did not finish")??;
     Ok((t.elapsed().as_secs_f64(), view.run.state.to_string()))
 }
 
@@ -313,7 +364,10 @@ async fn fanout(engine: &Engine, args: &BenchArgs) -> anyhow::Result<Value> {
         doc.push_str(&format!("  c{i}: {{type: noop, needs: [source]}}\n"));
         children.push(format!("c{i}"));
     }
-    doc.push_str(&format!("  join: {{type: noop, needs: [{}]}}\n", children.join(", ")));
+    doc.push_str(&format!(
+        "  join: {{type: noop, needs: [{}]}}\n",
+        children.join(", ")
+    ));
     engine.flow_apply(&doc).await?;
     let (secs, state) = one_run(engine, "bench-fanout").await?;
     Ok(json!({ "workload": "fanout", "width": args.width, "state": state, "wall_s": round3(secs) }))
@@ -342,7 +396,11 @@ async fn inflight(engine: &Engine, args: &BenchArgs) -> anyhow::Result<Value> {
             for i in 0..per {
                 let id = &ids[(i * 7919 + w * 104_729) % ids.len()];
                 let t = Instant::now();
-                let status = match client.get(format!("http://{addr}/v1/runs/{id}")).send().await {
+                let status = match client
+                    .get(format!("http://{addr}/v1/runs/{id}"))
+                    .send()
+                    .await
+                {
                     Ok(r) => {
                         let s = r.status().as_u16();
                         let _ = r.bytes().await;
@@ -362,10 +420,18 @@ async fn inflight(engine: &Engine, args: &BenchArgs) -> anyhow::Result<Value> {
         for s in samples {
             h.record(s)?;
         }
-        non_200 += statuses.iter().filter(|(k, _)| **k != 200).map(|(_, v)| v).sum::<usize>();
+        non_200 += statuses
+            .iter()
+            .filter(|(k, _)| **k != 200)
+            .map(|(_, v)| v)
+            .sum::<usize>();
     }
     server.abort();
-    let parked = engine.queue_list().iter().map(|q| q.running as usize).sum::<usize>();
+    let parked = engine
+        .queue_list()
+        .iter()
+        .map(|q| q.running as usize)
+        .sum::<usize>();
     let ms = |q: f64| round(h.value_at_quantile(q) as f64 / 1000.0);
     Ok(json!({
         "workload": "inflight", "n": args.n, "enqueue_per_s": round(args.n as f64 / enqueue_s),

@@ -132,8 +132,11 @@ pub fn parse_document(text: &str) -> Result<Value, SpecError> {
             )
         })
     } else {
-        serde_saphyr::from_str_with_options::<Value>(text, serde_saphyr::options! { strict_booleans: true })
-            .map_err(|e| SpecError::one("", format!("malformed YAML: {e}")))
+        serde_saphyr::from_str_with_options::<Value>(
+            text,
+            serde_saphyr::options! { strict_booleans: true },
+        )
+        .map_err(|e| SpecError::one("", format!("malformed YAML: {e}")))
     }
 }
 
@@ -215,11 +218,17 @@ mod tests {
 
     #[test]
     fn yaml_1_1_words_stay_strings_and_duplicates_are_rejected() {
-        let spec = parse_flow("name: n\nnodes:\n  y: {type: noop}\n  on: {type: noop, needs: [y]}\n").unwrap();
+        let spec =
+            parse_flow("name: n\nnodes:\n  y: {type: noop}\n  on: {type: noop, needs: [y]}\n")
+                .unwrap();
         assert_eq!(spec.name, "n");
         assert_eq!(spec.nodes["on"].needs, vec!["y".to_string()]);
         let err = parse_flow("name: f\nnodes:\n  a: {type: noop}\n  a: {type: log}\n").unwrap_err();
-        assert!(err.issues[0].message.contains("uplicate"), "{}", err.issues[0].message);
+        assert!(
+            err.issues[0].message.contains("uplicate"),
+            "{}",
+            err.issues[0].message
+        );
     }
 
     #[test]

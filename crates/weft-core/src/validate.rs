@@ -222,12 +222,16 @@ impl Validator {
                     needs.push(j);
                 } else {
                     let others: Vec<&str> = names.iter().copied().filter(|x| x != name).collect();
+                    let known = if others.is_empty() {
+                        "this flow has no other node to need".to_string()
+                    } else {
+                        format!("nodes in this flow: {}", others.join(", "))
+                    };
                     self.push(
                         npath,
                         format!(
-                            "unknown node `{need}`{}; nodes in this flow: {}",
-                            did_you_mean(need, &others),
-                            others.join(", ")
+                            "unknown node `{need}`{}; {known}",
+                            did_you_mean(need, &others)
                         ),
                     );
                 }
@@ -356,9 +360,8 @@ impl Validator {
                             ),
                         );
                     }
-                    if !template::is_template(&p.url)
-                        && !(p.url.starts_with("http://") || p.url.starts_with("https://"))
-                    {
+                    let absolute = p.url.starts_with("http://") || p.url.starts_with("https://");
+                    if !template::is_template(&p.url) && !absolute {
                         self.push(
                             format!("{ppath}.url"),
                             format!("{:?} is not an absolute http:// or https:// URL", p.url),
@@ -410,10 +413,10 @@ impl Validator {
                     cycle.push(j);
                     return Some(cycle);
                 }
-                if mark[j] == 0 {
-                    if let Some(c) = visit(j, nodes, mark, stack) {
-                        return Some(c);
-                    }
+                if mark[j] == 0
+                    && let Some(c) = visit(j, nodes, mark, stack)
+                {
+                    return Some(c);
                 }
             }
             stack.pop();
@@ -421,20 +424,20 @@ impl Validator {
             None
         }
         for i in 0..nodes.len() {
-            if mark[i] == 0 {
-                if let Some(cycle) = visit(i, nodes, &mut mark, &mut stack) {
-                    // `cycle` follows needs edges (downstream -> upstream); show it in run order.
-                    let names: Vec<&str> = cycle
-                        .iter()
-                        .rev()
-                        .map(|&k| nodes[k].name.as_str())
-                        .collect();
-                    self.push(
-                        format!("nodes.{}.needs", nodes[cycle[0]].name),
-                        format!("cycle: {}", names.join(" -> ")),
-                    );
-                    return false;
-                }
+            if mark[i] == 0
+                && let Some(cycle) = visit(i, nodes, &mut mark, &mut stack)
+            {
+                // `cycle` follows needs edges (downstream -> upstream); show it in run order.
+                let names: Vec<&str> = cycle
+                    .iter()
+                    .rev()
+                    .map(|&k| nodes[k].name.as_str())
+                    .collect();
+                self.push(
+                    format!("nodes.{}.needs", nodes[cycle[0]].name),
+                    format!("cycle: {}", names.join(" -> ")),
+                );
+                return false;
             }
         }
         true

@@ -20,6 +20,9 @@ use weft_core::time::{Clock, Millis, SystemClock};
 use weft_core::{CompiledFlow, FlowSpec, RunState, TaskState};
 use weft_store::*;
 
+/// A task by (run id, node name).
+pub(crate) type TaskId = (Arc<str>, Arc<str>);
+
 /// Shared engine state.
 pub(crate) struct Inner {
     pub store: DynStore,
@@ -29,7 +32,7 @@ pub(crate) struct Inner {
     flows: RwLock<HashMap<(String, u32), Arc<CompiledFlow>>>,
     queues: RwLock<HashMap<String, Arc<Queue>>>,
     /// Attempts running now, by (run, node): their start time and stop signal.
-    pub inflight: Mutex<HashMap<(Arc<str>, Arc<str>), (Millis, CancellationToken)>>,
+    pub inflight: Mutex<HashMap<TaskId, (Millis, CancellationToken)>>,
     pub inflight_count: AtomicUsize,
     pub idle: Notify,
     pub next_due: Mutex<Option<Millis>>,
@@ -327,12 +330,12 @@ impl Engine {
                 "input is {size} bytes; at most {MAX_INPUT_BYTES} are allowed"
             )));
         }
-        if let Some(k) = &req.idempotency_key {
-            if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY {
-                return Err(EngineError::BadRequest(format!(
-                    "idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
-                )));
-            }
+        if let Some(k) = &req.idempotency_key
+            && (k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY)
+        {
+            return Err(EngineError::BadRequest(format!(
+                "idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
+            )));
         }
         Ok(())
     }

@@ -97,7 +97,10 @@ const COMPLETION_BATCH: usize = 1024;
 /// While the store is unavailable (a full disk, say) results are kept and retried; an
 /// attempt's in-flight count is released only once its result is committed (or given up
 /// on during shutdown, in which case the attempt re-runs after restart).
-pub(crate) async fn completer(inner: Arc<Inner>, mut rx: tokio::sync::mpsc::UnboundedReceiver<TaskResult>) {
+pub(crate) async fn completer(
+    inner: Arc<Inner>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<TaskResult>,
+) {
     let mut batch = Vec::with_capacity(COMPLETION_BATCH);
     while rx.recv_many(&mut batch, COMPLETION_BATCH).await > 0 {
         let n = batch.len();

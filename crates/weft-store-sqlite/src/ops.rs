@@ -30,6 +30,9 @@ fn db<T>(r: rusqlite::Result<T>) -> R<T> {
     r.map_err(classify)
 }
 
+/// What `run_adjust` reads back: state, flow, created_at, parent run, parent node, active.
+type AdjustedRun = (String, String, Millis, Option<String>, Option<String>, i64);
+
 /// Where one task is, identified for an update.
 struct TaskKey<'a> {
     run: &'a str,
@@ -82,16 +85,16 @@ impl W {
             .conn
             .prepare_cached("SELECT version, hash, created_at FROM flows WHERE name = ?1 ORDER BY version DESC LIMIT 1")
             .and_then(|mut s| s.query_row([&spec.name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()))?;
-        if let Some((version, h, created_at)) = &latest {
-            if *h == hash {
-                let rec = FlowRecord {
-                    name: spec.name.clone(),
-                    version: *version,
-                    spec: spec.clone(),
-                    created_at: *created_at,
-                };
-                return Ok((rec, false));
-            }
+        if let Some((version, h, created_at)) = &latest
+            && *h == hash
+        {
+            let rec = FlowRecord {
+                name: spec.name.clone(),
+                version: *version,
+                spec: spec.clone(),
+                created_at: *created_at,
+            };
+            return Ok((rec, false));
         }
         let version = latest.map(|l| l.0 + 1).unwrap_or(1);
         let now = self.now();
@@ -467,7 +470,7 @@ impl W {
         now: Millis,
         fx: &mut Effects,
     ) -> R<()> {
-        let row: Option<(String, String, Millis, Option<String>, Option<String>, i64)> = db(self
+        let row: Option<AdjustedRun> = db(self
             .conn
             .prepare_cached(
                 "UPDATE runs SET

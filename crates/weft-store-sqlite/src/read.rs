@@ -35,7 +35,11 @@ impl Readers {
         self: &std::sync::Arc<Self>,
         f: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     ) -> StoreResult<T> {
-        let _permit = self.permits.acquire().await.map_err(|_| StoreError::Closed)?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
             let conn = match me.idle.lock().pop() {
@@ -60,7 +64,8 @@ fn open_reader(path: &PathBuf) -> StoreResult<Connection> {
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(classify)?;
     conn.set_prepared_statement_cache_capacity(64);
-    conn.pragma_update(None, "cache_size", -READER_CACHE_KIB).map_err(classify)?;
+    conn.pragma_update(None, "cache_size", -READER_CACHE_KIB)
+        .map_err(classify)?;
     Ok(conn)
 }
 
@@ -262,8 +267,11 @@ pub fn task_inputs(
     Ok((input, outputs))
 }
 
+/// run_id, flow, node, error, attempts JSON, dead_at.
+type DeadRow = (String, String, String, Option<String>, Option<String>, i64);
+
 pub fn dlq_list(c: &Connection, f: &DlqFilter) -> StoreResult<Vec<DeadTask>> {
-    let rows: Vec<(String, String, String, Option<String>, Option<String>, i64)> = db(c
+    let rows: Vec<DeadRow> = db(c
         .prepare_cached(
             "SELECT t.run_id, r.flow, t.node, t.error, t.attempts, t.finished_at FROM tasks t JOIN runs r ON r.id = t.run_id
              WHERE t.state = 'dead' AND (?1 IS NULL OR r.flow = ?1) AND (?2 IS NULL OR t.node = ?2)

@@ -139,3 +139,12 @@ fn every_problem_is_listed_at_once() {
     let i = issues("name: 'bad name!'\nnodes:\n  a: {type: nope}\n  b: {type: noop, needs: [x]}\n");
     assert!(i.len() >= 3, "{i:?}");
 }
+
+#[test]
+fn a_lone_node_needing_something_says_there_is_nothing_to_need() {
+    let i = issues("name: f\nnodes:\n  a: {type: noop, needs: [zz]}\n");
+    assert!(
+        has(&i, "nodes.a.needs[0]", "no other node to need"),
+        "{i:?}"
+    );
+}
