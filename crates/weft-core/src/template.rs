@@ -45,17 +45,30 @@ pub fn render_str(s: &str, ctx: &Value) -> Result<Value, String> {
         return Ok(Value::String(s.to_string()));
     }
     if let Some(expr) = single_expression(s) {
-        let compiled = ENV
-            .compile_expression(expr)
-            .map_err(|e| format!("in {s:?}: {}", describe(&e)))?;
-        let v = compiled
-            .eval(JValue::from(Serde(ctx)))
-            .map_err(|e| format!("in {s:?}: {}", describe(&e)))?;
+        let v = eval_expression(s, expr, ctx)?;
         return serde_json::to_value(&v).map_err(|e| format!("in {s:?}: result is not JSON: {e}"));
     }
     ENV.render_str(s, JValue::from(Serde(ctx)))
         .map(Value::String)
         .map_err(|e| format!("in {s:?}: {}", describe(&e)))
+}
+
+/// Evaluates one expression. An undefined result is an error, as it is inside a longer
+/// template: a typo or a missing input field must fail the attempt, not become `null`.
+/// Use `| default(...)` or `is defined` for values that may be absent.
+fn eval_expression(s: &str, expr: &str, ctx: &Value) -> Result<JValue, String> {
+    let compiled = ENV
+        .compile_expression(expr)
+        .map_err(|e| format!("in {s:?}: {}", describe(&e)))?;
+    let v = compiled
+        .eval(JValue::from(Serde(ctx)))
+        .map_err(|e| format!("in {s:?}: {}", describe(&e)))?;
+    if v.is_undefined() {
+        return Err(format!(
+            "in {s:?}: `{expr}` is undefined; use `| default(...)` if it may be absent"
+        ));
+    }
+    Ok(v)
 }
 
 /// Renders every string inside `v`, keeping the structure.
@@ -83,13 +96,7 @@ pub fn render_value(v: &Value, ctx: &Value) -> Result<Value, String> {
 /// not empty, `false`, `0`, `no` or `none`.
 pub fn eval_condition(s: &str, ctx: &Value) -> Result<bool, String> {
     if let Some(expr) = single_expression(s) {
-        let compiled = ENV
-            .compile_expression(expr)
-            .map_err(|e| format!("in {s:?}: {}", describe(&e)))?;
-        return compiled
-            .eval(JValue::from(Serde(ctx)))
-            .map(|v| v.is_true())
-            .map_err(|e| format!("in {s:?}: {}", describe(&e)));
+        return eval_expression(s, expr, ctx).map(|v| v.is_true());
     }
     let rendered = ENV
         .render_str(s, JValue::from(Serde(ctx)))
@@ -160,6 +167,18 @@ mod tests {
     fn undefined_values_are_errors() {
         let err = render_str("{{ input.missing.deeper }}", &ctx()).unwrap_err();
         assert!(err.contains("undefined"), "{err}");
+    }
+
+    #[test]
+    fn a_missing_value_is_an_error_even_alone() {
+        let err = render_str("{{ input.missing }}", &ctx()).unwrap_err();
+        assert!(err.contains("`input.missing` is undefined"), "{err}");
+        assert!(eval_condition("{{ input.vip }}", &ctx()).is_err());
+        assert_eq!(
+            render_str("{{ input.missing | default(7) }}", &ctx()).unwrap(),
+            json!(7)
+        );
+        assert!(!eval_condition("{{ input.vip is defined and input.vip }}", &ctx()).unwrap());
     }
 
     #[test]

@@ -194,7 +194,8 @@ impl Validator {
             if !is_identifier(name) {
                 self.push(&path, format!("{name:?} is not a valid node name: start with a letter or `_`, then letters, digits or `_` (at most 64), so templates can say `nodes.{}`", name.replace('-', "_")));
             }
-            let kind = match NodeKind::parse(&n.kind) {
+            let known_kind = NodeKind::parse(&n.kind);
+            let kind = match known_kind {
                 Some(k) => k,
                 None => {
                     let all: Vec<&str> = NodeKind::ALL.iter().map(|k| k.as_str()).collect();
@@ -268,7 +269,10 @@ impl Validator {
                 delay: None,
                 branch: None,
             };
-            self.check_params(&path, spec, &mut node, &index);
+            // An unknown type's params cannot be checked; its type error says enough.
+            if known_kind.is_some() {
+                self.check_params(&path, spec, &mut node, &index);
+            }
             nodes.push(node);
         }
         for i in 0..nodes.len() {

@@ -229,6 +229,11 @@ async fn cancel_stops_running_attempts_and_parked_runs() {
     let v = e.engine.run_get(&id).await.unwrap();
     let wait = node(&v, "wait");
     assert_eq!(wait.task.state, TaskState::Pending);
+    assert_eq!(
+        v.run.state,
+        RunState::Running,
+        "a started timer is progress"
+    );
     let due = wait.task.scheduled_at.unwrap() - v.run.created_at;
     assert!((3_599_000..=3_601_000).contains(&due), "{due}");
     assert_eq!(e.engine.inflight(), 0, "a delay holds no worker slot");

@@ -82,11 +82,12 @@ impl SqliteStore {
             .map_err(|e| e.to_string())?;
         conn.set_prepared_statement_cache_capacity(128);
         schema::migrate(&mut conn).map_err(|e| format!("{}: {e}", path.display()))?;
-        let (writer, _thread) = Writer::start(conn);
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (writer, _thread) = Writer::start(conn, closed.clone());
         checkpoint::start(path.clone(), writer.clone());
         Ok(Arc::new(Self {
             writer,
-            readers: Arc::new(Readers::new(path.clone())),
+            readers: Arc::new(Readers::new(path.clone(), closed)),
             path,
         }))
     }
@@ -221,5 +222,7 @@ impl QueueStore for SqliteStore {
 }
 
 impl Store for SqliteStore {
-    fn close(&self) {}
+    fn close(&self) {
+        self.writer.close();
+    }
 }

@@ -20,6 +20,8 @@ use weft_store::*;
 /// The writer thread's state: its connection and a cache of compiled flow versions.
 pub struct W {
     pub(crate) conn: Connection,
+    /// Set by `Writer::close`: exit after this batch.
+    pub(crate) stop: bool,
     flows: HashMap<(String, u32), Arc<CompiledFlow>>,
     clock: Box<dyn Clock>,
 }
@@ -44,6 +46,7 @@ impl W {
     pub(crate) fn new(conn: Connection) -> Self {
         Self {
             conn,
+            stop: false,
             flows: HashMap::new(),
             clock: Box::new(SystemClock),
         }
@@ -150,7 +153,7 @@ impl W {
             .conn
             .prepare_cached(
                 "INSERT INTO runs (id, flow, version, state, input, idem, parent_run, parent_node, active, created_at)
-                 VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9)",
+                 VALUES (?1, ?2, ?3, ?10, ?4, ?5, ?6, ?7, ?8, ?9)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -162,7 +165,8 @@ impl W {
                     parent_run,
                     parent_node,
                     flow.roots.len() as i64,
-                    run.created_at
+                    run.created_at,
+                    initial_state(flow).as_str()
                 ])
             }))?;
         let now = run.created_at;
@@ -359,18 +363,27 @@ impl W {
                 Ok(())
             }
             Outcome::StartChild(child) => {
-                let created = self.run_create(&child, fx)?;
+                // Suspend first: only the current attempt of a live task may start a child.
                 let n = db(self
                     .conn
                     .prepare_cached(
                         "UPDATE tasks SET state = 'suspended', child_run = ?4
                          WHERE run_id = ?1 AND node = ?2 AND attempt = ?3 AND state IN ('ready', 'running')",
                     )
-                    .and_then(|mut s| s.execute(params![key.run, node.name, attempt, created.id])))?;
-                if n > 0 {
-                    self.run_adjust(key.run, 0, 0, finished_at, fx)?;
+                    .and_then(|mut s| s.execute(params![key.run, node.name, attempt, child.id])))?;
+                if n == 0 {
+                    return Ok(());
                 }
-                Ok(())
+                let created = self.run_create(&child, fx)?;
+                if created.id != child.id {
+                    db(self
+                        .conn
+                        .prepare_cached(
+                            "UPDATE tasks SET child_run = ?3 WHERE run_id = ?1 AND node = ?2",
+                        )
+                        .and_then(|mut s| s.execute(params![key.run, node.name, created.id])))?;
+                }
+                self.run_adjust(key.run, 0, 0, finished_at, fx)
             }
         }
     }
@@ -726,6 +739,20 @@ impl W {
             priority: n.priority,
         });
         Ok(())
+    }
+}
+
+/// A run starts `queued` (waiting for a worker), or `running` when a root is a `delay`
+/// whose timer starts at once.
+fn initial_state(flow: &CompiledFlow) -> RunState {
+    if flow
+        .roots
+        .iter()
+        .any(|&r| flow.nodes[r].kind == NodeKind::Delay)
+    {
+        RunState::Running
+    } else {
+        RunState::Queued
     }
 }
 

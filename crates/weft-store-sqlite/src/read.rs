@@ -6,6 +6,8 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use serde_json::Value;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use weft_core::{FlowSpec, RunState, TaskState};
 use weft_store::*;
 
@@ -19,11 +21,13 @@ pub struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
     permits: tokio::sync::Semaphore,
+    closed: Arc<AtomicBool>,
 }
 
 impl Readers {
-    pub fn new(path: PathBuf) -> Self {
+    pub fn new(path: PathBuf, closed: Arc<AtomicBool>) -> Self {
         Self {
+            closed,
             path,
             idle: Mutex::new(Vec::new()),
             permits: tokio::sync::Semaphore::new(MAX_READERS),
@@ -40,6 +44,9 @@ impl Readers {
             .acquire()
             .await
             .map_err(|_| StoreError::Closed)?;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
             let conn = match me.idle.lock().pop() {

@@ -12,6 +12,8 @@
 use crate::conv::{classify, take_failed};
 use crate::ops::W;
 use rusqlite::Connection;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, oneshot};
 use weft_store::{StoreError, StoreResult};
 
@@ -25,17 +27,21 @@ type Op = Box<dyn FnOnce(&mut W) -> Done + Send>;
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Op>,
+    closed: Arc<AtomicBool>,
 }
 
 impl Writer {
-    /// Starts the writer thread over `conn`.
-    pub fn start(conn: Connection) -> (Writer, std::thread::JoinHandle<()>) {
+    /// Starts the writer thread over `conn`; `closed` is shared with the store's readers.
+    pub fn start(
+        conn: Connection,
+        closed: Arc<AtomicBool>,
+    ) -> (Writer, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel::<Op>(MAX_BATCH * 4);
         let handle = std::thread::Builder::new()
             .name("weft-sqlite-writer".into())
             .spawn(move || run(W::new(conn), rx))
             .expect("spawn writer thread");
-        (Writer { tx }, handle)
+        (Writer { tx, closed }, handle)
     }
 
     /// Runs `f` in the next batch and returns its result once that batch has committed.
@@ -44,6 +50,9 @@ impl Writer {
         T: Send + 'static,
         F: FnOnce(&mut W) -> StoreResult<T> + Send + 'static,
     {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
         let (reply, rx) = oneshot::channel();
         let op: Op = Box::new(move |w: &mut W| {
             let result = f(w);
@@ -58,6 +67,18 @@ impl Writer {
     /// True once the writer thread has stopped.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+
+    /// Refuses new operations; the thread commits what is already queued and exits.
+    pub fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let stop: Op = Box::new(|w: &mut W| {
+            w.stop = true;
+            Box::new(|_| {})
+        });
+        let _ = self.tx.try_send(stop);
     }
 }
 
@@ -100,6 +121,9 @@ fn run(mut w: W, mut rx: mpsc::Receiver<Op>) {
         }
         for done in dones.drain(..) {
             done(outcome.clone());
+        }
+        if w.stop {
+            break;
         }
     }
     tracing::debug!("sqlite writer stopped");

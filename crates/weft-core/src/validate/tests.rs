@@ -32,6 +32,12 @@ fn a_valid_flow_compiles_with_edges_and_defaults() {
 fn unknown_type_suggests_the_closest() {
     let i = issues("name: f\nnodes:\n  a: {type: htp}\n");
     assert!(has(&i, "nodes.a.type", "did you mean `http`"), "{i:?}");
+    let i = issues("name: f\nnodes:\n  a: {type: htttp, params: {url: 'http://x'}}\n");
+    assert_eq!(
+        i.len(),
+        1,
+        "only the type is reported, not params checked as another type: {i:?}"
+    );
 }
 
 #[test]
