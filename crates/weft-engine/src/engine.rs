@@ -30,6 +30,8 @@ pub(crate) struct Inner {
     pub clock: Arc<dyn Clock>,
     pub http: HttpClient,
     flows: RwLock<HashMap<(String, u32), Arc<CompiledFlow>>>,
+    /// Latest version per flow name, with when it was learned (see [`LATEST_TTL_MS`]).
+    latest: RwLock<HashMap<String, (u32, Millis)>>,
     queues: RwLock<HashMap<String, Arc<Queue>>>,
     /// Attempts running now, by (run, node): their start time and stop signal.
     pub inflight: Mutex<HashMap<TaskId, (Millis, CancellationToken)>>,
@@ -206,15 +208,36 @@ impl Inner {
     ) -> Result<(Arc<CompiledFlow>, u32), EngineError> {
         let version = match version {
             Some(v) => v,
-            None => {
-                self.store
-                    .flow_get(name, None)
-                    .await?
-                    .ok_or_else(|| EngineError::NotFound(format!("flow {name}")))?
-                    .version
-            }
+            None => self.latest_version(name).await?,
         };
         Ok((self.flow(name, version).await?, version))
+    }
+
+    /// The latest version of a flow, from a short-lived cache: starting a run must not
+    /// cost a store read, and a version applied through another process is picked up
+    /// within [`LATEST_TTL_MS`].
+    async fn latest_version(&self, name: &str) -> Result<u32, EngineError> {
+        let now = self.now();
+        if let Some(&(v, seen)) = self.latest.read().get(name)
+            && now - seen < LATEST_TTL_MS
+        {
+            return Ok(v);
+        }
+        let rec = self.store.flow_get(name, None).await?;
+        let version = rec
+            .ok_or_else(|| EngineError::NotFound(format!("flow {name}")))?
+            .version;
+        self.note_latest(name, version);
+        Ok(version)
+    }
+
+    pub fn note_latest(&self, name: &str, version: u32) {
+        let now = self.now();
+        let mut latest = self.latest.write();
+        let entry = latest.entry(name.to_string()).or_insert((version, now));
+        if version >= entry.0 {
+            *entry = (version, now);
+        }
     }
 
     pub fn new_run(
@@ -236,6 +259,9 @@ impl Inner {
         }
     }
 }
+
+/// How long a cached "latest version" of a flow is trusted before it is read again.
+pub const LATEST_TTL_MS: Millis = 1000;
 
 /// Largest accepted run input, in bytes of JSON.
 pub const MAX_INPUT_BYTES: usize = 1024 * 1024;
@@ -263,6 +289,7 @@ impl Engine {
             config,
             clock,
             flows: RwLock::new(HashMap::new()),
+            latest: RwLock::new(HashMap::new()),
             queues: RwLock::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
             inflight_count: AtomicUsize::new(0),
@@ -298,6 +325,7 @@ impl Engine {
     pub async fn flow_apply_spec(&self, spec: FlowSpec) -> Result<FlowApplied, EngineError> {
         weft_core::compile(&spec)?;
         let (rec, created) = self.inner.store.flow_put(&spec).await?;
+        self.inner.note_latest(&rec.name, rec.version);
         Ok(FlowApplied {
             name: rec.name,
             version: rec.version,
