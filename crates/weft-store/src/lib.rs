@@ -7,6 +7,8 @@
 //! queues only after the write committed, so nothing runs on the strength of an uncommitted
 //! state change.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod error;
 mod records;
 

@@ -1,0 +1,48 @@
+//! Queue settings: stored by name, overwritten by a later put.
+
+use crate::{DynStore, QueueSettings};
+
+fn queue(name: &str, concurrency: u32, paused: bool) -> QueueSettings {
+    QueueSettings {
+        name: name.into(),
+        concurrency,
+        paused,
+    }
+}
+
+async fn listed(store: &DynStore) -> Vec<QueueSettings> {
+    let mut list = store.queue_list().await.expect("queue_list");
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    list
+}
+
+/// A new store has no queue settings.
+pub async fn empty_store_has_no_queues(store: DynStore) {
+    assert!(store.queue_list().await.expect("queue_list").is_empty());
+}
+
+/// What is put is listed back as it was.
+pub async fn put_list_round_trip(store: DynStore) {
+    let (fast, slow) = (queue("fast", 8, false), queue("slow", 1, true));
+    store.queue_put(&slow).await.expect("queue_put slow");
+    store.queue_put(&fast).await.expect("queue_put fast");
+    assert_eq!(listed(&store).await, vec![fast, slow]);
+}
+
+/// A second put of the same name replaces its settings rather than adding a queue.
+pub async fn put_overwrites(store: DynStore) {
+    store
+        .queue_put(&queue("fast", 8, false))
+        .await
+        .expect("queue_put");
+    store
+        .queue_put(&queue("other", 2, false))
+        .await
+        .expect("queue_put");
+    let updated = queue("fast", 3, true);
+    store.queue_put(&updated).await.expect("queue_put update");
+    assert_eq!(
+        listed(&store).await,
+        vec![updated, queue("other", 2, false)]
+    );
+}
