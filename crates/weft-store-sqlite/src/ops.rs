@@ -412,15 +412,25 @@ impl W {
                     _ => false,
                 };
                 let succ_name = &key.flow.nodes[succ].name;
-                let row: Option<(i64, i64, i64)> = db(self
+                let counted = db(self
                     .conn
                     .prepare_cached(
                         "UPDATE tasks SET waiting = waiting - 1, ok = ok + ?3, doomed = max(doomed, ?4)
-                         WHERE run_id = ?1 AND node = ?2 AND state = 'waiting'
-                         RETURNING waiting, ok, doomed",
+                         WHERE run_id = ?1 AND node = ?2 AND state = 'waiting'",
                     )
                     .and_then(|mut s| {
-                        s.query_row(params![key.run, succ_name, (succeeded && !doomed) as i64, doomed as i64], |r| {
+                        s.execute(params![key.run, succ_name, (succeeded && !doomed) as i64, doomed as i64])
+                    }))?;
+                if counted == 0 {
+                    continue;
+                }
+                let row: Option<(i64, i64, i64)> = db(self
+                    .conn
+                    .prepare_cached(
+                        "SELECT waiting, ok, doomed FROM tasks WHERE run_id = ?1 AND node = ?2",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row(params![key.run, succ_name], |r| {
                             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                         })
                         .optional()
@@ -483,7 +493,9 @@ impl W {
         now: Millis,
         fx: &mut Effects,
     ) -> R<()> {
-        let row: Option<AdjustedRun> = db(self
+        // UPDATE then SELECT rather than UPDATE ... RETURNING: RETURNING builds a temporary
+        // table per execution, which on this hot path cost more than the second lookup.
+        let changed = db(self
             .conn
             .prepare_cached(
                 "UPDATE runs SET
@@ -492,11 +504,19 @@ impl W {
                      state = CASE WHEN active + ?2 <= 0 THEN (CASE WHEN dead + ?3 > 0 THEN 'failed' ELSE 'succeeded' END)
                                   ELSE 'running' END,
                      finished_at = CASE WHEN active + ?2 <= 0 THEN ?4 ELSE NULL END
-                 WHERE id = ?1 AND state IN ('queued', 'running')
-                 RETURNING state, flow, created_at, parent_run, parent_node, active",
+                 WHERE id = ?1 AND state IN ('queued', 'running')",
+            )
+            .and_then(|mut s| s.execute(params![run, active_delta, dead_delta, now])))?;
+        if changed == 0 {
+            return Ok(());
+        }
+        let row: Option<AdjustedRun> = db(self
+            .conn
+            .prepare_cached(
+                "SELECT state, flow, created_at, parent_run, parent_node, active FROM runs WHERE id = ?1",
             )
             .and_then(|mut s| {
-                s.query_row(params![run, active_delta, dead_delta, now], |r| {
+                s.query_row([run], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
                 })
                 .optional()
