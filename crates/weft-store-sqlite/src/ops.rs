@@ -693,15 +693,15 @@ impl W {
     /// Start-up: tasks a previous process left running are ready again; report every ready
     /// task and the next timer.
     pub(crate) fn recover(&mut self, fx: &mut Effects) -> R<()> {
-        db(self.conn.execute(
-            "UPDATE tasks SET state = 'ready' WHERE state = 'running'",
-            [],
-        ))?;
+        // This store never writes `running`: attempts in flight live in the engine's memory
+        // and their tasks stay `ready` here, so whatever was running when the process
+        // stopped is simply ready again. Live runs are found through `runs_state`.
         let rows: Vec<(String, String, u32, String, u32, String, i32)> = db(self
             .conn
             .prepare_cached(
                 "SELECT t.run_id, t.node, t.attempt, r.flow, r.version, t.queue, t.priority
-                 FROM tasks t JOIN runs r ON r.id = t.run_id WHERE t.state = 'ready' ORDER BY t.run_id",
+                 FROM runs r JOIN tasks t ON t.run_id = r.id
+                 WHERE r.state IN ('queued', 'running') AND t.state = 'ready' ORDER BY r.id",
             )
             .and_then(|mut s| {
                 s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))?

@@ -48,7 +48,6 @@ CREATE TABLE IF NOT EXISTS tasks (
     PRIMARY KEY (run_id, node)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS tasks_due ON tasks (scheduled_at) WHERE state = 'pending';
-CREATE INDEX IF NOT EXISTS tasks_live ON tasks (state) WHERE state IN ('ready', 'running');
 CREATE INDEX IF NOT EXISTS tasks_dead ON tasks (finished_at) WHERE state = 'dead';
 
 CREATE TABLE IF NOT EXISTS queues (
