@@ -55,18 +55,12 @@ async fn attempt(
     started_at: i64,
     token: CancellationToken,
 ) {
-    let outcome = AssertUnwindSafe(execute(&inner, &task, &token))
-        .catch_unwind()
+    let outcome = guarded(execute(&inner, &task, &token))
         .await
-        .unwrap_or_else(|panic| {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            tracing::error!(run = %task.run_id, node = %task.node, "node handler panicked: {msg}");
+        .unwrap_or_else(|error| {
+            tracing::error!(run = %task.run_id, node = %task.node, "{error}");
             Some(Outcome::Failed {
-                error: format!("node handler panicked: {msg}"),
+                error,
                 retryable: true,
             })
         });
@@ -87,6 +81,22 @@ async fn attempt(
     if !sent && inner.inflight_count.fetch_sub(1, Ordering::SeqCst) == 1 {
         inner.idle.notify_waiters();
     }
+}
+
+/// Runs an attempt's future, turning a panic into an error message: a handler bug fails
+/// that attempt (recorded, retried per policy) instead of taking the worker down.
+async fn guarded<T>(attempt: impl std::future::Future<Output = T>) -> Result<T, String> {
+    AssertUnwindSafe(attempt)
+        .catch_unwind()
+        .await
+        .map_err(|panic| {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            format!("node handler panicked: {msg}")
+        })
 }
 
 /// Most results committed in one store call.
@@ -246,5 +256,28 @@ async fn start_child(inner: &Arc<Inner>, task: &ReadyTask, params: Value) -> Out
             error: format!("cannot start subflow: {e}"),
             retryable: true,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::guarded;
+
+    #[tokio::test]
+    async fn a_panicking_attempt_becomes_an_error_with_its_message() {
+        let err = guarded(async {
+            let v: Vec<u8> = Vec::new();
+            #[allow(clippy::useless_vec)]
+            v[3]
+        })
+        .await
+        .unwrap_err();
+        assert!(
+            err.starts_with("node handler panicked: index out of bounds"),
+            "{err}"
+        );
+        let err = guarded(async { panic!("boom {}", 7) }).await.unwrap_err();
+        assert_eq!(err, "node handler panicked: boom 7");
+        assert_eq!(guarded(async { 5 }).await, Ok(5));
     }
 }

@@ -24,7 +24,9 @@ pub fn classify(e: rusqlite::Error) -> StoreError {
     match &e {
         rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound("row".into()),
         rusqlite::Error::SqliteFailure(f, _) => match f.code {
-            ErrorCode::DiskFull => StoreError::Unavailable("disk full".into()),
+            ErrorCode::DiskFull => StoreError::Unavailable(
+                "disk full: free space where the data directory lives; nothing in this write was kept".into(),
+            ),
             ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::SystemIoFailure => {
                 StoreError::Unavailable(e.to_string())
             }

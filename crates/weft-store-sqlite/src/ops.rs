@@ -704,8 +704,18 @@ impl W {
                  WHERE r.state IN ('queued', 'running') AND t.state = 'ready' ORDER BY r.id",
             )
             .and_then(|mut s| {
-                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)))?
-                    .collect()
+                s.query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
+                })?
+                .collect()
             }))?;
         for (run, node, attempt, flow, version, queue, priority) in rows {
             fx.ready.push(ReadyTask {
