@@ -170,8 +170,6 @@ impl W {
                 ])
             }))?;
         let now = run.created_at;
-        let run_arc: Arc<str> = Arc::from(run.id.as_str());
-        let flow_name: Arc<str> = Arc::from(flow.name());
         for (idx, node) in flow.nodes.iter().enumerate() {
             let is_root = node.needs.is_empty();
             let (state, due) = match (is_root, node.kind) {
@@ -194,15 +192,8 @@ impl W {
             if let Some(due) = due {
                 fx.next_due = Some(fx.next_due.map_or(due, |d: Millis| d.min(due)));
             } else if is_root {
-                fx.ready.push(ReadyTask {
-                    run_id: run_arc.clone(),
-                    flow: flow_name.clone(),
-                    version: run.version,
-                    node: Arc::from(node.name.as_str()),
-                    attempt: 1,
-                    queue: Arc::from(node.queue.as_str()),
-                    priority: node.priority,
-                });
+                fx.ready
+                    .push(ReadyTask::of(&run.id, flow, run.version, node, 1));
             }
         }
         Ok(RunCreated {
@@ -471,15 +462,8 @@ impl W {
                 .conn
                 .prepare_cached("UPDATE tasks SET state = 'ready' WHERE run_id = ?1 AND node = ?2")
                 .and_then(|mut s| s.execute(params![key.run, node.name])))?;
-            fx.ready.push(ReadyTask {
-                run_id: Arc::from(key.run),
-                flow: Arc::from(key.flow.name()),
-                version: key.version,
-                node: Arc::from(node.name.as_str()),
-                attempt: 1,
-                queue: Arc::from(node.queue.as_str()),
-                priority: node.priority,
-            });
+            fx.ready
+                .push(ReadyTask::of(key.run, key.flow, key.version, node, 1));
         }
         Ok(())
     }
@@ -665,15 +649,8 @@ impl W {
                     .prepare_cached("UPDATE tasks SET state = 'ready', scheduled_at = NULL WHERE run_id = ?1 AND node = ?2 AND state = 'pending'")
                     .and_then(|mut s| s.execute(params![run, node])))?;
                 let n = &flow.nodes[idx];
-                fx.ready.push(ReadyTask {
-                    run_id: Arc::from(run.as_str()),
-                    flow: Arc::from(flow.name()),
-                    version,
-                    node: Arc::from(n.name.as_str()),
-                    attempt,
-                    queue: Arc::from(n.queue.as_str()),
-                    priority: n.priority,
-                });
+                fx.ready
+                    .push(ReadyTask::of(&run, &flow, version, n, attempt));
             }
         }
         let next = if more { Some(now) } else { self.next_due()? };
@@ -759,15 +736,7 @@ impl W {
             .conn
             .prepare_cached("UPDATE runs SET active = active + 1, dead = dead - 1, state = 'running', finished_at = NULL, error = NULL WHERE id = ?1")
             .and_then(|mut s| s.execute([run])))?;
-        fx.ready.push(ReadyTask {
-            run_id: Arc::from(run),
-            flow: Arc::from(flow.name()),
-            version,
-            node: Arc::from(node),
-            attempt: 1,
-            queue: Arc::from(n.queue.as_str()),
-            priority: n.priority,
-        });
+        fx.ready.push(ReadyTask::of(run, &flow, version, n, 1));
         Ok(())
     }
 }

@@ -153,6 +153,27 @@ pub struct ReadyTask {
     pub priority: i32,
 }
 
+impl ReadyTask {
+    /// The task of node `node` of a run of `flow` (version `version`), about to start `attempt`.
+    pub fn of(
+        run_id: &str,
+        flow: &CompiledFlow,
+        version: u32,
+        node: &weft_core::CompiledNode,
+        attempt: u32,
+    ) -> Self {
+        ReadyTask {
+            run_id: Arc::from(run_id),
+            flow: Arc::from(flow.name()),
+            version,
+            node: Arc::from(node.name.as_str()),
+            attempt,
+            queue: Arc::from(node.queue.as_str()),
+            priority: node.priority,
+        }
+    }
+}
+
 /// What an attempt produced.
 #[derive(Debug, Clone)]
 pub enum Outcome {
