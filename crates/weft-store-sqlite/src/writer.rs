@@ -19,6 +19,8 @@ use weft_store::{StoreError, StoreResult};
 
 /// Most operations folded into one transaction.
 pub const MAX_BATCH: usize = 4096;
+/// A batch slower than this is logged: every caller in it waited that long.
+const SLOW_BATCH: std::time::Duration = std::time::Duration::from_millis(50);
 
 type Done = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type Op = Box<dyn FnOnce(&mut W) -> Done + Send>;
@@ -85,6 +87,7 @@ impl Writer {
 fn run(mut w: W, mut rx: mpsc::Receiver<Op>) {
     let mut dones: Vec<Done> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
+        let started = std::time::Instant::now();
         take_failed();
         if let Err(e) = w.conn.execute_batch("BEGIN IMMEDIATE").map_err(classify) {
             take_failed();
@@ -94,6 +97,7 @@ fn run(mut w: W, mut rx: mpsc::Receiver<Op>) {
             }
             continue;
         }
+        let begun = started.elapsed();
         let mut failed = false;
         dones.push(first(&mut w));
         failed |= take_failed();
@@ -106,6 +110,7 @@ fn run(mut w: W, mut rx: mpsc::Receiver<Op>) {
                 Err(_) => break,
             }
         }
+        let applied = started.elapsed();
         let outcome = if failed {
             Err(StoreError::Unavailable(
                 "a storage error rolled back this batch; nothing in it was applied".into(),
@@ -113,6 +118,16 @@ fn run(mut w: W, mut rx: mpsc::Receiver<Op>) {
         } else {
             w.conn.execute_batch("COMMIT").map_err(classify)
         };
+        let took = started.elapsed();
+        if took > SLOW_BATCH {
+            tracing::warn!(
+                begin_ms = begun.as_millis() as u64,
+                ops = dones.len(),
+                apply_ms = applied.as_millis() as u64,
+                total_ms = took.as_millis() as u64,
+                "slow commit"
+            );
+        }
         if let Err(e) = &outcome {
             tracing::error!(error = %e, ops = dones.len(), "batch rolled back");
             let _ = w.conn.execute_batch("ROLLBACK");
