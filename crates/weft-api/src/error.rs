@@ -71,6 +71,18 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", cause)
     }
 
+    /// The `{"code", "message", "details"}` object alone, for one failed item of a batch
+    /// (whose response as a whole succeeded). An internal error's cause is logged, not sent.
+    pub fn item_body(&self) -> serde_json::Value {
+        let message = if self.status.is_server_error() && self.code == "internal_error" {
+            tracing::error!(cause = %self.message, "batch item failed");
+            "internal error"
+        } else {
+            &self.message
+        };
+        serde_json::json!({ "code": self.code, "message": message, "details": self.details })
+    }
+
     /// The HTTP status.
     #[cfg(test)]
     pub fn status(&self) -> StatusCode {

@@ -13,20 +13,39 @@
 //!   `POST /v1/runs/{id}/cancel`
 //! - `GET /v1/dlq?flow=&node=&limit=`, `POST /v1/dlq/{run_id}/{node}/replay`
 //! - `GET /v1/queues`, `PUT /v1/queues/{name}`
+//! - `GET /ready`, `GET /metrics`, `GET /v1/cluster` (see `ops.rs`)
+//!
+//! - `GET /v1/events?run=&flow=&types=&since=` (SSE), `GET /v1/events/ws` (WebSocket)
+//!
+//! and the rest of the v1 API listed in the README; `GET /v1/openapi.json` describes every
+//! route (see `openapi.rs` for how to annotate a new one).
+//!
+//! Every route is wrapped in the gateway's protections — API keys and roles, rate limits,
+//! load shedding and a request timeout — described in `gateway.rs`.
 
+mod auth;
 mod error;
+mod events;
 mod extract;
+mod gateway;
 mod handlers;
+pub mod limits;
+mod metrics;
+mod openapi;
+mod ops;
 
+pub use auth::{IssuedKey, KEY_REFRESH, issue_key};
+pub use handlers::batch::MAX_BATCH;
 pub use handlers::runs::IDEMPOTENCY_HEADER;
 pub use handlers::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
+pub use openapi::spec_json as openapi_spec;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode, Uri};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use error::ApiError;
-use handlers::{dlq, flows, queues, runs};
+use handlers::{batch, dlq, flows, queues, runs, workers};
 use serde_json::{Value, json};
 use tower_http::trace::TraceLayer;
 use weft_engine::{CatalogEntry, Engine};
@@ -42,37 +61,85 @@ pub struct ApiOptions {
     /// Largest request body, in bytes; larger bodies get 413 `body_too_large`.
     /// Default [`DEFAULT_MAX_BODY_BYTES`] (2 MiB).
     pub max_body_bytes: usize,
+    /// Rate limits per client IP, per API key and per endpoint class (429 `rate_limited`).
+    /// Default [`limits::Limits::default`].
+    pub limits: limits::Limits,
+    /// Longest a request may take before it gets 503 `timeout`.
+    /// Default [`DEFAULT_REQUEST_TIMEOUT`] (30 s).
+    pub request_timeout: std::time::Duration,
+    /// Requests answered at once; more get 503 `overloaded` at once.
+    /// Default [`DEFAULT_MAX_INFLIGHT_REQUESTS`].
+    pub max_inflight_requests: usize,
+    /// Take the client IP from `X-Forwarded-For` (the last entry) instead of the socket peer.
+    /// Only for a server behind a proxy that sets it. Default false.
+    pub trust_proxy: bool,
 }
+
+/// Default request timeout: 30 s.
+pub const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Default bound on requests answered at once.
+pub const DEFAULT_MAX_INFLIGHT_REQUESTS: usize = 1024;
 
 impl Default for ApiOptions {
     fn default() -> Self {
         Self {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            limits: limits::Limits::default(),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_inflight_requests: DEFAULT_MAX_INFLIGHT_REQUESTS,
+            trust_proxy: false,
         }
     }
 }
 
 /// The API's routes over `engine`.
+///
+/// Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so that per-IP
+/// rate limits see the client's address; without it every client shares one bucket.
 pub fn router(engine: Engine, opts: ApiOptions) -> Router {
-    Router::new()
+    let gw = gateway::Gateway::new(engine.clone(), &opts);
+    let routes = Router::new()
         .route("/health", get(health))
         .route("/v1/nodes", get(catalog))
         .route("/v1/flows", post(flows::apply).get(flows::list))
-        .route("/v1/flows/{name}", get(flows::get))
+        .route("/v1/flows/{name}", get(flows::get).delete(flows::delete))
+        .route("/v1/flows/{name}/versions", get(flows::versions))
+        .route("/v1/flows/{name}/versions/{version}", get(flows::version))
+        .route("/v1/flows/{name}/diff", get(flows::diff))
         .route("/v1/runs", post(runs::start).get(runs::list))
+        .route("/v1/runs/batch", post(batch::start))
+        .route("/v1/runs/batch/cancel", post(batch::cancel))
         .route("/v1/runs/{id}", get(runs::get))
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
+        .route("/v1/runs/{id}/retry", post(runs::retry))
+        .route("/v1/runs/{id}/tasks", get(runs::tasks))
         .route("/v1/dlq", get(dlq::list))
+        .route("/v1/dlq/replay", post(dlq::replay_many))
+        .route(
+            "/v1/dlq/{run_id}/{node}",
+            get(dlq::show).delete(dlq::discard),
+        )
         .route("/v1/dlq/{run_id}/{node}/replay", post(dlq::replay))
         .route("/v1/queues", get(queues::list))
         .route("/v1/queues/{name}", put(queues::set))
+        .route("/v1/queues/{name}/pause", post(queues::pause))
+        .route("/v1/queues/{name}/resume", post(queues::resume))
+        .route("/v1/workers", get(workers::list))
+        .route("/v1/openapi.json", get(openapi::spec))
+        .route("/v1/events", get(events::sse))
+        .route("/v1/events/ws", get(events::ws))
+        .merge(ops::routes(gw.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(opts.max_body_bytes))
+        .layer(DefaultBodyLimit::max(opts.max_body_bytes));
+    gateway::protect(routes, gw)
         .layer(TraceLayer::new_for_http())
         .with_state(engine)
 }
 
+/// `GET /health`: the process is alive.
+#[utoipa::path(get, path = "/health", tag = "ops",
+    responses((status = 200, body = openapi::HealthDoc)))]
 async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
@@ -82,6 +149,9 @@ struct Catalog {
     nodes: Vec<CatalogEntry>,
 }
 
+/// `GET /v1/nodes`: the node catalog with each type's params JSON Schema.
+#[utoipa::path(get, path = "/v1/nodes", tag = "flows",
+    responses((status = 200, body = openapi::CatalogDoc)))]
 async fn catalog() -> Json<Catalog> {
     Json(Catalog {
         nodes: Engine::catalog(),

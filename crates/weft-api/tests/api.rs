@@ -3,10 +3,16 @@
 //!
 //! This file holds the harness; the tests live in `api/`, one module per resource.
 
+#[path = "api/batch.rs"]
+mod batch;
 #[path = "api/dlq.rs"]
 mod dlq;
 #[path = "api/flows.rs"]
 mod flows;
+#[path = "api/manage.rs"]
+mod manage;
+#[path = "api/openapi.rs"]
+mod openapi;
 #[path = "api/queues.rs"]
 mod queues;
 #[path = "api/runs.rs"]

@@ -39,8 +39,15 @@ pub enum Command {
     Queue(QueueCmd),
     /// List the node types a flow may use.
     Nodes(NodesArgs),
+    /// List the worker processes with their queues and load.
+    Workers(NodesArgs),
+    /// Print the server's OpenAPI document (JSON).
+    Openapi(NodesArgs),
     /// Create or migrate the database and print its schema version.
     Migrate(MigrateArgs),
+    /// Create, list and revoke API keys (on the data directory; no server needed).
+    #[command(subcommand)]
+    Apikey(ApikeyCmd),
     /// Measure throughput and latency.
     Bench(bench::BenchArgs),
 }
@@ -97,6 +104,48 @@ pub struct MigrateArgs {
     pub config: ConfigArgs,
 }
 
+/// `weft apikey ...`.
+#[derive(Subcommand, Debug)]
+pub enum ApikeyCmd {
+    /// Create a key and print it (once: only its hash is stored).
+    Create {
+        /// What the key may do
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// A label for people
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// List keys (never their secrets).
+    List {
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Output format
+        #[arg(long, short = 'o', value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Revoke a key by id; it stops working within a second.
+    Revoke {
+        /// Key id (the part after `weft_`, as `weft apikey list` shows it).
+        id: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+/// API key roles.
+#[derive(ValueEnum, Debug, Clone, Copy)]
+pub enum RoleArg {
+    /// Reads only.
+    Viewer,
+    /// Reads, and starts, cancels, retries and replays runs.
+    Operator,
+    /// Everything.
+    Admin,
+}
+
 /// How client commands print data.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -140,6 +189,33 @@ pub enum FlowCmd {
         /// Version [default: latest]
         #[arg(long)]
         version: Option<u32>,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// List every stored version of a flow.
+    Versions {
+        /// Flow name.
+        name: String,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Show what changed between two versions: nodes added, removed and changed.
+    Diff {
+        /// Flow name.
+        name: String,
+        /// The older version
+        #[arg(long)]
+        from: u32,
+        /// The newer version [default: latest]
+        #[arg(long)]
+        to: Option<u32>,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Delete a flow (every version); refused while a run of it is queued or running.
+    Delete {
+        /// Flow name.
+        name: String,
         #[command(flatten)]
         client: ClientOpts,
     },
@@ -224,13 +300,42 @@ pub enum RunCmd {
         /// Only runs older than this run id (the `next` cursor of a previous page)
         #[arg(long, value_name = "ID")]
         before: Option<String>,
+        /// Only runs created at or after this RFC 3339 time
+        #[arg(long, value_name = "TIME")]
+        created_after: Option<String>,
+        /// Only runs created before this RFC 3339 time
+        #[arg(long, value_name = "TIME")]
+        created_before: Option<String>,
         #[command(flatten)]
         client: ClientOpts,
     },
-    /// Cancel a run; its running attempts are told to stop.
+    /// Cancel runs; their running attempts are told to stop. Several ids go in one request.
     Cancel {
+        /// Run ids.
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Retry a failed run: every dead node gets fresh attempts and the run resumes.
+    Retry {
         /// Run id.
         id: String,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Show each node of a run with its attempt history.
+    Tasks {
+        /// Run id.
+        id: String,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Start many runs in one request (at most 1000): FILE holds a JSON array of
+    /// `{"flow", "input"?, "version"?, "idempotency_key"?}`, or one such object per line.
+    StartBatch {
+        /// JSON or JSON Lines file (`-` for stdin).
+        file: PathBuf,
         #[command(flatten)]
         client: ClientOpts,
     },
@@ -257,8 +362,38 @@ pub enum DlqCmd {
         #[command(flatten)]
         client: ClientOpts,
     },
-    /// Give a dead task fresh attempts; its run resumes from that node.
+    /// Give dead tasks fresh attempts; their runs resume. Either RUN_ID NODE, or
+    /// `--flow`/`--node` to replay every matching dead task (up to `--limit`, 1000).
+    #[command(group(ArgGroup::new("which").required(true).multiple(true)))]
     Replay {
+        /// Run id.
+        #[arg(group = "which", requires = "node", conflicts_with_all = ["flow", "by_node", "limit"])]
+        run_id: Option<String>,
+        /// Node name.
+        node: Option<String>,
+        /// Replay every dead task of this flow
+        #[arg(long, group = "which")]
+        flow: Option<String>,
+        /// Replay every dead task of this node name
+        #[arg(long = "node", id = "by_node", group = "which")]
+        by_node: Option<String>,
+        /// At most this many with --flow/--node [default: 1000]
+        #[arg(long)]
+        limit: Option<u32>,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Show one dead task with every attempt.
+    Show {
+        /// Run id.
+        run_id: String,
+        /// Node name.
+        node: String,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Discard a dead task of a failed run: it becomes `cancelled`, the run stays failed.
+    Discard {
         /// Run id.
         run_id: String,
         /// Node name.
@@ -290,6 +425,20 @@ pub enum QueueCmd {
         /// Start attempts again
         #[arg(long, group = "change")]
         resume: bool,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Pause a queue: no new attempts start; nothing is lost.
+    Pause {
+        /// Queue name.
+        name: String,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Resume a paused queue.
+    Resume {
+        /// Queue name.
+        name: String,
         #[command(flatten)]
         client: ClientOpts,
     },
@@ -334,6 +483,19 @@ mod tests {
         assert!(local.local);
         assert_eq!(local.file, Some(PathBuf::from("f.yaml")));
         assert!(Cli::try_parse_from(["weft", "run", "f.yaml"]).is_err());
+    }
+
+    #[test]
+    fn dlq_replay_takes_a_task_or_a_filter() {
+        let ok = |a: &[&str]| Cli::try_parse_from(a).is_ok();
+        assert!(ok(&["weft", "dlq", "replay", "r", "n"]));
+        assert!(ok(&["weft", "dlq", "replay", "--flow", "f"]));
+        assert!(ok(&[
+            "weft", "dlq", "replay", "--node", "n", "--limit", "5"
+        ]));
+        assert!(!ok(&["weft", "dlq", "replay"]));
+        assert!(!ok(&["weft", "dlq", "replay", "r"]));
+        assert!(!ok(&["weft", "dlq", "replay", "r", "n", "--flow", "f"]));
     }
 
     #[test]

@@ -8,6 +8,10 @@ use serde_json::Value;
 use std::fmt;
 use std::time::Duration;
 
+/// Environment variable holding the API key client commands send (as a bearer token). An
+/// environment variable rather than a flag, so the key stays out of shell history and `ps`.
+pub const API_KEY_ENV: &str = "WEFT_API_KEY";
+
 /// The server could not be reached at all (exit code 2).
 #[derive(Debug)]
 pub struct Unreachable {
@@ -99,7 +103,17 @@ impl Client {
         if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
             anyhow::bail!("--url {url:?} must be an http:// or https:// URL");
         }
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Ok(key) = std::env::var(API_KEY_ENV)
+            && !key.is_empty()
+        {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+                .with_context(|| format!("{API_KEY_ENV} is not a valid header value"))?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("weft-cli/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -148,6 +162,11 @@ impl Client {
     pub async fn put(&self, segments: &[&str], body: &Value) -> anyhow::Result<Value> {
         self.send(self.request(Method::PUT, segments).json(body))
             .await
+    }
+
+    /// `DELETE`.
+    pub async fn delete(&self, segments: &[&str]) -> anyhow::Result<Value> {
+        self.send(self.request(Method::DELETE, segments)).await
     }
 
     /// Sends a request; a 2xx answer's JSON (or `null` for an empty body) is returned.

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use weft_api::limits::Rate;
 use weft_engine::EngineConfig;
 use weft_store_sqlite::Durability;
 
@@ -27,7 +28,7 @@ pub const MAX_CONCURRENCY: u32 = 10_000;
 pub const CONFIG_ENV: &str = "WEFT_CONFIG";
 
 /// `WEFT_*` variables that are read by something other than the config tree.
-const ENV_NOT_CONFIG: &[&str] = &[CONFIG_ENV, "WEFT_LOG", "WEFT_URL"];
+const ENV_NOT_CONFIG: &[&str] = &[CONFIG_ENV, "WEFT_LOG", "WEFT_URL", "WEFT_API_KEY"];
 /// Prefix of the per-queue concurrency variables, `WEFT_QUEUES__<NAME>=N`.
 const ENV_QUEUE_PREFIX: &str = "WEFT_QUEUES__";
 /// Every config variable other than the per-queue ones.
@@ -41,6 +42,14 @@ const ENV_KEYS: &[&str] = &[
     "WEFT_DEFAULT_CONCURRENCY",
     "WEFT_HTTP__CONNECT_TIMEOUT",
     "WEFT_HTTP__POOL_IDLE_PER_HOST",
+    "WEFT_REQUEST_TIMEOUT",
+    "WEFT_MAX_INFLIGHT_REQUESTS",
+    "WEFT_TRUST_PROXY",
+    "WEFT_LIMITS__PER_IP",
+    "WEFT_LIMITS__PER_KEY",
+    "WEFT_LIMITS__READ",
+    "WEFT_LIMITS__WRITE",
+    "WEFT_LIMITS__BATCH",
 ];
 
 /// Everything `weft up` can be told.
@@ -68,6 +77,85 @@ pub struct Config {
     pub queues: BTreeMap<String, u32>,
     /// The `http` node's client.
     pub http: HttpConfig,
+    /// Longest an API request may take before it gets 503, e.g. `30s`.
+    /// Default [`weft_api::DEFAULT_REQUEST_TIMEOUT`].
+    #[serde(deserialize_with = "de_duration")]
+    pub request_timeout: Duration,
+    /// API requests answered at once; more get 503 `overloaded`.
+    /// Default [`weft_api::DEFAULT_MAX_INFLIGHT_REQUESTS`].
+    pub max_inflight_requests: usize,
+    /// Read the client IP from `X-Forwarded-For` (only behind a proxy that sets it). Default false.
+    pub trust_proxy: bool,
+    /// API rate limits.
+    pub limits: LimitsConfig,
+    /// The live event stream (`/v1/events`).
+    pub events: EventsConfig,
+}
+
+/// The live event stream's buffer and its tolerance for slow subscribers.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Events kept for resumption (`Last-Event-ID`). Default [`weft_engine::DEFAULT_EVENT_BUFFER`].
+    pub buffer: usize,
+    /// Live events a subscriber may leave unread before it is dropped.
+    /// Default [`weft_engine::DEFAULT_SUBSCRIBER_LAG`].
+    pub subscriber_lag: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            buffer: weft_engine::DEFAULT_EVENT_BUFFER,
+            subscriber_lag: weft_engine::DEFAULT_SUBSCRIBER_LAG,
+        }
+    }
+}
+
+/// API rate limits, each `"N/s"`, `"N/m"` or `"N/h"` with an optional `" burst B"`, or
+/// `"off"`. Defaults: the `weft_api::limits::DEFAULT_*` constants.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Per client IP.
+    #[serde(deserialize_with = "de_rate")]
+    pub per_ip: Option<Rate>,
+    /// Per API key.
+    #[serde(deserialize_with = "de_rate")]
+    pub per_key: Option<Rate>,
+    /// Reads (`GET`) per client.
+    #[serde(deserialize_with = "de_rate")]
+    pub read: Option<Rate>,
+    /// Writes per client.
+    #[serde(deserialize_with = "de_rate")]
+    pub write: Option<Rate>,
+    /// Batch requests per client.
+    #[serde(deserialize_with = "de_rate")]
+    pub batch: Option<Rate>,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let l = weft_api::limits::Limits::default();
+        Self {
+            per_ip: l.per_ip,
+            per_key: l.per_key,
+            read: l.read,
+            write: l.write,
+            batch: l.batch,
+        }
+    }
+}
+
+fn parse_rate(text: &str) -> Result<Option<Rate>, String> {
+    match text.trim() {
+        "off" => Ok(None),
+        t => t.parse().map(Some),
+    }
+}
+
+fn de_rate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Rate>, D::Error> {
+    parse_rate(&String::deserialize(d)?).map_err(serde::de::Error::custom)
 }
 
 /// Settings of the client `http` nodes share.
@@ -93,6 +181,11 @@ impl Default for Config {
             default_concurrency: weft_engine::DEFAULT_CONCURRENCY,
             queues: BTreeMap::new(),
             http: HttpConfig::default(),
+            request_timeout: weft_api::DEFAULT_REQUEST_TIMEOUT,
+            max_inflight_requests: weft_api::DEFAULT_MAX_INFLIGHT_REQUESTS,
+            trust_proxy: false,
+            limits: LimitsConfig::default(),
+            events: EventsConfig::default(),
         }
     }
 }
@@ -194,6 +287,26 @@ impl Config {
                 "WEFT_HTTP__POOL_IDLE_PER_HOST" => {
                     self.http.pool_idle_per_host = parse_number(key, value)?
                 }
+                "WEFT_REQUEST_TIMEOUT" => self.request_timeout = parse_duration()?,
+                "WEFT_MAX_INFLIGHT_REQUESTS" => {
+                    self.max_inflight_requests = parse_number(key, value)?
+                }
+                "WEFT_TRUST_PROXY" => self.trust_proxy = parse_bool(key, value)?,
+                "WEFT_EVENTS__BUFFER" => self.events.buffer = parse_number(key, value)?,
+                "WEFT_EVENTS__SUBSCRIBER_LAG" => {
+                    self.events.subscriber_lag = parse_number(key, value)?
+                }
+                k if k.starts_with("WEFT_LIMITS__") => {
+                    let rate = parse_rate(value).map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+                    match &k["WEFT_LIMITS__".len()..] {
+                        "PER_IP" => self.limits.per_ip = rate,
+                        "PER_KEY" => self.limits.per_key = rate,
+                        "READ" => self.limits.read = rate,
+                        "WRITE" => self.limits.write = rate,
+                        "BATCH" => self.limits.batch = rate,
+                        _ => bail!("{}", unknown_env(k)),
+                    }
+                }
                 k => match k.strip_prefix(ENV_QUEUE_PREFIX) {
                     Some(name) if !name.is_empty() => {
                         self.queues
@@ -233,6 +346,18 @@ impl Config {
         if self.max_body_bytes == 0 {
             problems.push("max_body_bytes = 0: must be at least 1".to_string());
         }
+        if self.max_inflight_requests == 0 {
+            problems.push("max_inflight_requests = 0: must be at least 1".to_string());
+        }
+        if self.events.buffer == 0 {
+            problems.push("events.buffer = 0: must be at least 1".to_string());
+        }
+        if self.events.subscriber_lag == 0 {
+            problems.push("events.subscriber_lag = 0: must be at least 1".to_string());
+        }
+        if self.request_timeout.is_zero() {
+            problems.push("request_timeout = 0s: must be longer than zero".to_string());
+        }
         if let Some(p) = concurrency_problem("default_concurrency", self.default_concurrency) {
             problems.push(p);
         }
@@ -260,6 +385,24 @@ impl Config {
             .with_context(|| format!("listen = {:?} is not a socket address", self.listen))
     }
 
+    /// The API's share of the settings.
+    pub fn api_options(&self) -> weft_api::ApiOptions {
+        let l = &self.limits;
+        weft_api::ApiOptions {
+            max_body_bytes: self.max_body_bytes,
+            limits: weft_api::limits::Limits {
+                per_ip: l.per_ip,
+                per_key: l.per_key,
+                read: l.read,
+                write: l.write,
+                batch: l.batch,
+            },
+            request_timeout: self.request_timeout,
+            max_inflight_requests: self.max_inflight_requests,
+            trust_proxy: self.trust_proxy,
+        }
+    }
+
     /// The engine's share of the settings.
     pub fn engine_config(&self) -> EngineConfig {
         EngineConfig {
@@ -268,6 +411,8 @@ impl Config {
             run_workers: true,
             http_connect_timeout: self.http.connect_timeout,
             http_pool_idle_per_host: self.http.pool_idle_per_host,
+            event_buffer: self.events.buffer,
+            event_subscriber_lag: self.events.subscriber_lag,
         }
     }
 }
@@ -291,6 +436,14 @@ fn parse_number<T: std::str::FromStr>(key: &str, value: &str) -> anyhow::Result<
         .trim()
         .parse()
         .map_err(|_| anyhow::anyhow!("{key}={value:?}: expected a whole number"))
+}
+
+fn parse_bool(key: &str, value: &str) -> anyhow::Result<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => bail!("{key}={value:?}: expected `true` or `false`"),
+    }
 }
 
 fn parse_durability(key: &str, value: &str) -> anyhow::Result<Durability> {

@@ -59,6 +59,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Up(args) => up::run(args).await,
         Command::Migrate(args) => local::migrate(args).await,
+        Command::Apikey(cmd) => commands::apikey(cmd).await,
         Command::Run(RunArgs {
             command: Some(cmd), ..
         }) => commands::run(cmd).await,
@@ -70,6 +71,8 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Dlq(cmd) => commands::dlq(cmd).await,
         Command::Queue(cmd) => commands::queue(cmd).await,
         Command::Nodes(args) => commands::nodes(args).await,
+        Command::Workers(args) => commands::workers(args).await,
+        Command::Openapi(args) => commands::openapi(args).await,
         Command::Bench(args) => bench::run(args).await,
     }
 }

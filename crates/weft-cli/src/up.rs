@@ -85,19 +85,20 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr().context("no local address")?;
-    let options = weft_api::ApiOptions {
-        max_body_bytes: config.max_body_bytes,
-    };
-    let app = weft_api::router(engine.clone(), options);
+    let app = weft_api::router(engine.clone(), config.api_options());
     let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .into_future(),
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = stopped.await;
+        })
+        .into_future(),
     );
     tracing::info!("weft listening on http://{local}");
+    log_auth_state(&engine, &config).await;
 
     let sources = Arc::new(sources);
     let reloader = tokio::spawn(reload_on_hangup(hup, engine.clone(), sources));
@@ -123,6 +124,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     engine.shutdown(left).await;
     tracing::info!("weft stopped");
     Ok(())
+}
+
+/// Says whether the API asks for keys, and how to create the first one when it does not.
+async fn log_auth_state(engine: &Engine, config: &Config) {
+    match engine.apikey_list().await {
+        Ok(keys) if keys.iter().any(|k| k.revoked_at.is_none()) => {
+            tracing::info!("API keys exist: requests need `Authorization: Bearer <key>`")
+        }
+        Ok(_) => tracing::warn!(
+            "no API keys: the API is open to anyone who can reach it. Create the first key with \
+             `weft apikey create --role admin --data-dir {}`; auth is on from then on",
+            config.data_dir.display()
+        ),
+        Err(e) => tracing::error!("cannot read API keys: {e}"),
+    }
 }
 
 /// Reads and checks every flow file in `dir`, so that one bad file stops start-up before

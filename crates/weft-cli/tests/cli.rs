@@ -362,3 +362,306 @@ async fn migrate_prints_the_schema_version() {
     assert_eq!(out.trim(), weft_store_sqlite::SCHEMA_VERSION.to_string());
     assert!(weft_store_sqlite::db_path(&data).exists());
 }
+
+const HELLO_V2: &str = r#"name: hello
+nodes:
+  greet:
+    type: transform
+    params:
+      value: {msg: "hello {{ input.who }}"}
+  shout:
+    type: transform
+    needs: [greet]
+    params:
+      value: "{{ nodes.greet.msg | upper }}"
+  extra:
+    type: noop
+    needs: [shout]
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn flow_history_batches_and_retries_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[]).await;
+    let url = server.url.as_str();
+    let v1 = write(tmp.path(), "v1.yaml", HELLO);
+    let v2 = write(tmp.path(), "v2.yaml", HELLO_V2);
+    ok(&weft(&["flow", "apply", &v1, "--url", url]).await);
+    ok(&weft(&["flow", "apply", &v2, "--url", url]).await);
+
+    let out = ok(&weft(&["flow", "versions", "hello", "--url", url]).await);
+    assert!(
+        out.lines().nth(1).is_some_and(|l| l.starts_with('1')),
+        "{out}"
+    );
+    assert!(
+        out.lines().nth(2).is_some_and(|l| l.starts_with('2')),
+        "{out}"
+    );
+    let out = ok(&weft(&["flow", "diff", "hello", "--from", "1", "--url", url]).await);
+    assert!(out.contains("added") && out.contains("extra"), "{out}");
+    assert!(out.contains("params.value.msg"), "{out}");
+    let d = json(&ok(&weft(&[
+        "flow", "diff", "hello", "--from", "1", "--to", "2", "-o", "json", "--url", url,
+    ])
+    .await));
+    assert_eq!(d["added"], serde_json::json!(["extra"]));
+
+    // A batch from JSON Lines: one good start, one unknown flow; exit 1 after printing both.
+    let batch = write(
+        tmp.path(),
+        "batch.jsonl",
+        "{\"flow\": \"hello\", \"input\": {\"who\": \"a\"}}\n{\"flow\": \"ghost\"}\n",
+    );
+    let o = weft(&["run", "start-batch", &batch, "-o", "json", "--url", url]).await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    let items = json(&out);
+    assert!(items["runs"][0]["id"].is_string(), "{out}");
+    assert_eq!(items["runs"][1]["error"]["code"], "not_found", "{out}");
+    assert!(err.contains("1 started, 1 failed"), "{err}");
+    let batch = write(
+        tmp.path(),
+        "batch.json",
+        r#"[{"flow": "hello", "input": {"who": "b"}}, {"flow": "hello", "input": {"who": "c"}}]"#,
+    );
+    let out = ok(&weft(&["run", "start-batch", &batch, "--url", url]).await);
+    assert_eq!(out.lines().count(), 3, "a header and two runs: {out}");
+
+    // Time filters.
+    let out = ok(&weft(&[
+        "run",
+        "list",
+        "--created-after",
+        "2999-01-01T00:00:00Z",
+        "-o",
+        "json",
+        "--url",
+        url,
+    ])
+    .await);
+    assert!(json(&out)["runs"].as_array().unwrap().is_empty(), "{out}");
+    let o = weft(&["run", "list", "--created-after", "soon", "--url", url]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("error (bad_request)"), "{}", text(&o).1);
+
+    // Retry: a node failing on its first attempt only, with no retries, then a retry.
+    let once = write(
+        tmp.path(),
+        "once.yaml",
+        "name: once\nnodes:\n  boom:\n    type: fail\n    params: {times: 1}\n",
+    );
+    ok(&weft(&["flow", "apply", &once, "--url", url]).await);
+    let o = weft(&["run", "start", "once", "--wait", "-o", "json", "--url", url]).await;
+    let id = json(&text(&o).0)["id"].as_str().unwrap().to_string();
+    let out = ok(&weft(&["run", "tasks", &id, "--url", url]).await);
+    assert!(
+        out.contains("boom") && out.contains("failed on purpose"),
+        "{out}"
+    );
+    let (_, err) = text(&weft(&["run", "retry", &id, "--url", url]).await);
+    assert!(err.contains("retried from boom"), "{err}");
+    let o = weft(&["run", "retry", "no-such-run", "--url", url]).await;
+    assert_eq!(o.status.code(), Some(1));
+
+    // Delete: refused while a run is live (a paused queue keeps it queued), then done.
+    ok(&weft(&["queue", "pause", "default", "--url", url]).await);
+    let a = ok(&weft(&["run", "start", "hello", "--url", url]).await)
+        .trim()
+        .to_string();
+    let b = ok(&weft(&["run", "start", "hello", "--url", url]).await)
+        .trim()
+        .to_string();
+    let o = weft(&["flow", "delete", "hello", "--url", url]).await;
+    assert!(text(&o).1.contains("error (conflict)"), "{}", text(&o).1);
+    let out = ok(&weft(&["run", "cancel", &a, &b, "--url", url]).await);
+    assert_eq!(
+        out.lines().filter(|l| l.contains("true")).count(),
+        2,
+        "{out}"
+    );
+    ok(&weft(&["queue", "resume", "default", "--url", url]).await);
+    eventually(
+        Duration::from_secs(30),
+        "every hello run to finish",
+        || async {
+            let out = ok(&weft(&[
+                "run", "list", "--flow", "hello", "--state", "queued", "-o", "json", "--url", url,
+            ])
+            .await);
+            json(&out)["runs"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
+    let (_, err) = text(&weft(&["flow", "delete", "hello", "--url", url]).await);
+    assert!(err.contains("flow hello deleted (2 versions)"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dlq_queues_workers_and_openapi_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[]).await;
+    let url = server.url.as_str();
+    let broken = write(tmp.path(), "broken.yaml", BROKEN);
+    ok(&weft(&["flow", "apply", &broken, "--url", url]).await);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let o = weft(&[
+            "run", "start", "broken", "--wait", "-o", "json", "--url", url,
+        ])
+        .await;
+        ids.push(json(&text(&o).0)["id"].as_str().unwrap().to_string());
+    }
+
+    let out = ok(&weft(&["dlq", "show", &ids[0], "boom", "--url", url]).await);
+    assert!(
+        out.contains(&ids[0]) && out.contains("failed on purpose"),
+        "{out}"
+    );
+    let (_, err) = text(&weft(&["dlq", "discard", &ids[0], "boom", "--url", url]).await);
+    assert!(err.contains("discarded"), "{err}");
+    let o = weft(&["dlq", "show", &ids[0], "boom", "--url", url]).await;
+    assert!(text(&o).1.contains("error (not_found)"));
+
+    let out = ok(&weft(&[
+        "dlq", "replay", "--flow", "broken", "-o", "json", "--url", url,
+    ])
+    .await);
+    let replayed = json(&out)["replayed"].as_array().unwrap().len();
+    assert_eq!(replayed, 2, "the two dead tasks left: {out}");
+    let o = weft(&["dlq", "replay", &ids[0], "boom", "--url", url]).await;
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a discarded task is not replayable"
+    );
+
+    let out = ok(&weft(&["queue", "pause", "default", "-o", "json", "--url", url]).await);
+    assert_eq!(json(&out)["paused"], true);
+    let out = ok(&weft(&["queue", "resume", "default", "--url", url]).await);
+    assert!(out.contains("OLDEST READY"), "{out}");
+
+    let out = ok(&weft(&["workers", "--url", url]).await);
+    assert!(
+        out.contains(&server.pid().to_string()) && out.contains("default"),
+        "{out}"
+    );
+    let w = json(&ok(&weft(&["workers", "-o", "json", "--url", url]).await));
+    assert_eq!(w["workers"][0]["pid"], server.pid());
+
+    let spec = json(&ok(&weft(&["openapi", "--url", url]).await));
+    assert!(spec["openapi"].as_str().unwrap().starts_with("3.1"));
+    assert!(spec["paths"]["/v1/workers"]["get"].is_object());
+}
+
+/// Runs a client command with `WEFT_API_KEY` set (or not).
+async fn weft_as(key: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut cmd = tokio::process::Command::from(weft_command());
+    if let Some(k) = key {
+        cmd.env("WEFT_API_KEY", k);
+    }
+    cmd.args(args).stdin(Stdio::null());
+    cmd.output().await.expect("weft runs")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_keys_are_managed_on_the_data_dir_and_enforced_by_a_running_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let dir = data.to_string_lossy().into_owned();
+    let hello = write(tmp.path(), "hello.yaml", HELLO);
+
+    // A fresh server is open, and says how to create the first key.
+    let server = Server::start(&data, &[]).await;
+    let url = server.url.as_str();
+    ok(&weft_as(None, &["flow", "list", "--url", url]).await);
+    assert!(
+        server
+            .log_text()
+            .contains("weft apikey create --role admin"),
+        "{}",
+        server.log_text()
+    );
+
+    // Keys are created beside the running server, printed once.
+    let admin = ok(&weft(&[
+        "apikey",
+        "create",
+        "--role",
+        "admin",
+        "--name",
+        "ci",
+        "--data-dir",
+        &dir,
+    ])
+    .await);
+    let admin = admin.trim().to_string();
+    assert!(admin.starts_with("weft_") && admin.len() > 64, "{admin}");
+    let viewer = ok(&weft(&["apikey", "create", "--role", "viewer", "--data-dir", &dir]).await);
+    let viewer = viewer.trim().to_string();
+    let listed = json(&ok(&weft(&[
+        "apikey",
+        "list",
+        "-o",
+        "json",
+        "--data-dir",
+        &dir,
+    ])
+    .await));
+    let keys = listed.as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{listed}");
+    assert_eq!(
+        (keys[0]["role"].as_str(), keys[0]["name"].as_str()),
+        (Some("admin"), Some("ci"))
+    );
+    let secret = admin.rsplit('_').next().unwrap();
+    assert!(
+        !listed.to_string().contains(secret),
+        "the secret is never shown again"
+    );
+    let table = ok(&weft(&["apikey", "list", "--data-dir", &dir]).await);
+    assert!(
+        table.contains("ROLE") && table.contains("viewer"),
+        "{table}"
+    );
+    let viewer_id = keys[1]["id"].as_str().unwrap().to_string();
+
+    // The server picks the keys up: no key is 401, a viewer may read but not write.
+    let o = eventually(Duration::from_secs(10), "auth to turn on", || async {
+        let o = weft_as(None, &["flow", "list", "--url", url]).await;
+        (!o.status.success()).then_some(o)
+    })
+    .await;
+    assert!(text(&o).1.contains("unauthorized"), "{}", text(&o).1);
+    ok(&weft_as(Some(&admin), &["flow", "apply", &hello, "--url", url]).await);
+    ok(&weft_as(Some(&viewer), &["flow", "list", "--url", url]).await);
+    let o = weft_as(Some(&viewer), &["flow", "apply", &hello, "--url", url]).await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("forbidden"), "{}", text(&o).1);
+
+    // Revoked beside the running server: the key stops working.
+    ok(&weft(&["apikey", "revoke", &viewer_id, "--data-dir", &dir]).await);
+    let o = weft(&["apikey", "revoke", &viewer_id, "--data-dir", &dir]).await;
+    assert_eq!(o.status.code(), Some(1), "a second revoke fails");
+    eventually(
+        Duration::from_secs(10),
+        "the revoked key to fail",
+        || async {
+            let o = weft_as(Some(&viewer), &["flow", "list", "--url", url]).await;
+            (!o.status.success() && text(&o).1.contains("unauthorized")).then_some(())
+        },
+    )
+    .await;
+    let input = r#"{"who": "ada"}"#;
+    let args = [
+        "run", "start", "hello", "--input", input, "--wait", "--url", url,
+    ];
+    ok(&weft_as(Some(&admin), &args).await);
+    // Probes stay open.
+    let r = reqwest::get(format!("{url}/ready")).await.unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -1,5 +1,6 @@
 //! Engine settings.
 
+pub use crate::events::{DEFAULT_EVENT_BUFFER, DEFAULT_SUBSCRIBER_LAG};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -21,6 +22,11 @@ pub struct EngineConfig {
     pub http_connect_timeout: Duration,
     /// Idle keep-alive connections kept per host.
     pub http_pool_idle_per_host: usize,
+    /// Live events kept for resumption. Default [`DEFAULT_EVENT_BUFFER`] (100,000).
+    pub event_buffer: usize,
+    /// Live events a subscriber may leave unread before it is dropped as a slow consumer.
+    /// Default [`DEFAULT_SUBSCRIBER_LAG`] (32,768).
+    pub event_subscriber_lag: usize,
 }
 
 impl Default for EngineConfig {
@@ -31,6 +37,8 @@ impl Default for EngineConfig {
             run_workers: true,
             http_connect_timeout: Duration::from_secs(10),
             http_pool_idle_per_host: 32,
+            event_buffer: DEFAULT_EVENT_BUFFER,
+            event_subscriber_lag: DEFAULT_SUBSCRIBER_LAG,
         }
     }
 }

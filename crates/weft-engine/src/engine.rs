@@ -2,7 +2,7 @@
 
 use crate::config::EngineConfig;
 use crate::error::EngineError;
-use crate::events::Event;
+use crate::events::{self, Event, EventFilter, EventLog, Subscription};
 use crate::nodes::HttpClient;
 use crate::queue::{Queue, QueueStats};
 use crate::{timer, worker};
@@ -44,6 +44,12 @@ pub(crate) struct Inner {
     /// Attempt results on their way to the store (see `worker::completer`).
     pub completions: tokio::sync::mpsc::UnboundedSender<TaskResult>,
     events: broadcast::Sender<Event>,
+    /// Live run and node events, for the API's streams.
+    pub log: Arc<EventLog>,
+    /// This process's worker identity (see `manage::WorkerInfo`).
+    pub worker_id: String,
+    /// When this engine started.
+    pub started_at: Millis,
 }
 
 /// A handle to a running engine. Cheap to clone.
@@ -146,7 +152,16 @@ impl Inner {
     }
 
     /// Acts on what a committed write changed.
-    pub fn apply(self: &Arc<Self>, fx: Effects) {
+    pub fn apply(self: &Arc<Self>, mut fx: Effects) {
+        crate::health::task_changes(&fx.changes);
+        // Published before the ready tasks reach their queues, so a node's `ready` event
+        // always precedes its `running` event.
+        if !fx.changes.is_empty() || !fx.ready.is_empty() {
+            let mut out = Vec::with_capacity(fx.changes.len() + fx.ready.len());
+            let changes = std::mem::take(&mut fx.changes);
+            events::from_effects(changes, &fx.ready, self.now(), &mut out);
+            self.log.publish(out);
+        }
         if !fx.cancelled.is_empty() {
             let runs: HashSet<&str> = fx.cancelled.iter().map(String::as_str).collect();
             for q in self.queues.read().values() {
@@ -171,6 +186,7 @@ impl Inner {
             self.merge_due(due);
         }
         for f in fx.finished {
+            crate::health::run_finished(&f);
             let _ = self.events.send(Event::RunFinished {
                 run_id: f.id,
                 flow: f.flow,
@@ -231,6 +247,12 @@ impl Inner {
         Ok(version)
     }
 
+    /// Drops every cached version of a deleted flow.
+    pub fn forget_flow(&self, name: &str) {
+        self.flows.write().retain(|(n, _), _| n != name);
+        self.latest.write().remove(name);
+    }
+
     pub fn note_latest(&self, name: &str, version: u32) {
         let now = self.now();
         let mut latest = self.latest.write();
@@ -281,8 +303,10 @@ impl Engine {
         config: EngineConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Engine, EngineError> {
+        let started_at = clock.now_ms();
         let (events, _) = broadcast::channel(65_536);
         let (completions, completions_rx) = tokio::sync::mpsc::unbounded_channel();
+        let log = Arc::new(EventLog::new(config.event_buffer));
         let inner = Arc::new(Inner {
             http: HttpClient::new(config.http_connect_timeout, config.http_pool_idle_per_host),
             store,
@@ -299,6 +323,9 @@ impl Engine {
             stopping: CancellationToken::new(),
             completions,
             events,
+            log,
+            worker_id: uuid::Uuid::now_v7().to_string(),
+            started_at,
         });
         for q in inner.store.queue_list().await? {
             inner
@@ -420,7 +447,11 @@ impl Engine {
             }
         }
         if !new_runs.is_empty() {
+            let flows: Vec<Arc<str>> = new_runs.iter().map(|r| r.flow.name().into()).collect();
+            let began = std::time::Instant::now();
             let (created, fx) = self.inner.store.run_create(new_runs).await?;
+            crate::health::store_op("run_create", began);
+            crate::health::runs_started(&flows, &created);
             self.inner.apply(fx);
             for (pos, c) in positions.into_iter().zip(created) {
                 results[pos] = Some(Ok(c));
@@ -434,12 +465,10 @@ impl Engine {
 
     /// A run with its nodes; running attempts show as `running`.
     pub async fn run_get(&self, id: &str) -> Result<RunView, EngineError> {
-        let detail = self
-            .inner
-            .store
-            .run_get(id)
-            .await?
-            .ok_or_else(|| EngineError::NotFound(format!("run {id}")))?;
+        let began = std::time::Instant::now();
+        let detail = self.inner.store.run_get(id).await;
+        crate::health::store_op("run_get", began);
+        let detail = detail?.ok_or_else(|| EngineError::NotFound(format!("run {id}")))?;
         let inflight = self.inner.inflight.lock();
         let mut any_running = false;
         let nodes = detail
@@ -548,6 +577,20 @@ impl Engine {
     /// Subscribes to run events.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
+    }
+
+    /// This process's live event log.
+    pub fn event_log(&self) -> &Arc<EventLog> {
+        &self.inner.log
+    }
+
+    /// Subscribes to live events matching `filter`: from now on (`after` = None), or every
+    /// retained event after seq `after`, then live. A subscriber that leaves more than the
+    /// configured lag unread is told it lagged.
+    pub fn watch(&self, after: Option<u64>, filter: EventFilter) -> Subscription {
+        self.inner
+            .log
+            .subscribe(after, filter, self.inner.config.event_subscriber_lag)
     }
 
     /// Attempts running in this process now.

@@ -7,14 +7,20 @@
 mod config;
 mod engine;
 mod error;
-mod events;
+pub mod events;
+mod health;
+mod manage;
 pub mod nodes;
 mod queue;
 mod timer;
 mod worker;
 
-pub use config::{DEFAULT_CONCURRENCY, DEFAULT_SHUTDOWN_GRACE, EngineConfig};
+pub use config::{
+    DEFAULT_CONCURRENCY, DEFAULT_EVENT_BUFFER, DEFAULT_SHUTDOWN_GRACE, DEFAULT_SUBSCRIBER_LAG,
+    EngineConfig,
+};
 pub use engine::{CatalogEntry, Engine, FlowApplied, RunView, StartRun, TaskView};
 pub use error::EngineError;
-pub use events::Event;
+pub use events::{Event, EventFilter, EventLog, LiveEvent, Subscription};
+pub use manage::{BatchItem, QueueServed, WorkerInfo};
 pub use queue::QueueStats;

@@ -6,12 +6,15 @@
 use parking_lot::Mutex;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::time::Instant;
 use tokio::sync::Notify;
 use weft_store::ReadyTask;
 
 struct Item {
     priority: i32,
     seq: u64,
+    /// When it became ready here, for the oldest-ready age.
+    since: Instant,
     task: ReadyTask,
 }
 
@@ -65,6 +68,9 @@ pub struct QueueStats {
     pub ready: usize,
     /// Attempts running now.
     pub running: u32,
+    /// How long the oldest task waiting for a slot has waited, in milliseconds (0 when none
+    /// waits). Measured from when it became ready in this process.
+    pub oldest_ready_age_ms: u64,
 }
 
 impl Queue {
@@ -86,12 +92,14 @@ impl Queue {
     /// Adds ready tasks.
     pub fn push(&self, tasks: impl IntoIterator<Item = ReadyTask>) {
         let mut s = self.state.lock();
+        let since = Instant::now();
         for task in tasks {
             s.seq += 1;
             let seq = s.seq;
             s.heap.push(Item {
                 priority: task.priority,
                 seq,
+                since,
                 task,
             });
         }
@@ -147,12 +155,15 @@ impl Queue {
     /// Current figures.
     pub fn stats(&self) -> QueueStats {
         let s = self.state.lock();
+        // A scan, not a second index: stats are read rarely and queues are pushed often.
+        let oldest = s.heap.iter().map(|i| i.since).min();
         QueueStats {
             name: self.name.clone(),
             concurrency: s.limit,
             paused: s.paused,
             ready: s.heap.len(),
             running: s.running,
+            oldest_ready_age_ms: oldest.map_or(0, |t| t.elapsed().as_millis() as u64),
         }
     }
 }
@@ -196,5 +207,21 @@ mod tests {
         assert!(q.take_runnable(10).is_empty());
         q.configure(Some(2), Some(false));
         assert_eq!(q.take_runnable(10).len(), 2);
+    }
+
+    #[test]
+    fn oldest_ready_age_tracks_waiting_tasks() {
+        let q = Queue::new("q", 1, true);
+        assert_eq!(q.stats().oldest_ready_age_ms, 0, "empty queue");
+        q.push([task("a", 0)]);
+        let first = q.state.lock().heap.peek().map(|i| i.since).unwrap();
+        q.push([task("b", 0)]);
+        let oldest = q.state.lock().heap.iter().map(|i| i.since).min().unwrap();
+        assert_eq!(oldest, first, "the age is the first-pushed task's");
+        q.configure(None, Some(false));
+        assert_eq!(q.take_runnable(10).len(), 1);
+        q.release();
+        assert_eq!(q.take_runnable(10).len(), 1);
+        assert_eq!(q.stats().oldest_ready_age_ms, 0, "nothing waits");
     }
 }

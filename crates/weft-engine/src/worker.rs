@@ -6,6 +6,7 @@
 //! worker; a crash between the two re-runs the attempt (at-least-once).
 
 use crate::engine::Inner;
+use crate::events::{self, NodeEventState};
 use crate::nodes::{self, NodeInput};
 use crate::queue::Queue;
 use futures::FutureExt;
@@ -124,8 +125,13 @@ pub(crate) async fn completer(
 async fn commit(inner: &Arc<Inner>, results: Vec<TaskResult>) {
     let mut backoff = Duration::from_millis(50);
     loop {
+        let began = std::time::Instant::now();
         match inner.store.task_complete(results.clone()).await {
-            Ok(fx) => return inner.apply(fx),
+            Ok(fx) => {
+                crate::health::store_op("task_complete", began);
+                crate::health::attempts_recorded(&results);
+                return inner.apply(fx);
+            }
             Err(StoreError::Unavailable(e)) if !inner.stopping.is_cancelled() => {
                 tracing::warn!(results = results.len(), error = %e, "cannot record results yet; retrying");
                 tokio::time::sleep(backoff).await;
@@ -170,6 +176,7 @@ async fn execute(
             retryable: false,
         });
     };
+    announce(inner, &flow, task);
     let work = async {
         let context = match context(inner, &flow, task).await {
             Ok(c) => c,
@@ -208,6 +215,24 @@ async fn execute(
             retryable: true,
         })),
     }
+}
+
+/// Publishes that an attempt started and, for the first attempt of the run's first root,
+/// that the run started. (A run with a `delay` root started when it was created.)
+fn announce(inner: &Inner, flow: &CompiledFlow, task: &ReadyTask) {
+    let now = inner.now();
+    let first_root = task.attempt == 1
+        && flow.roots.first().copied() == flow.node_index(&task.node)
+        && !flow
+            .roots
+            .iter()
+            .any(|&r| flow.nodes[r].kind == NodeKind::Delay);
+    let mut out = Vec::with_capacity(2);
+    if first_root {
+        out.push(events::run_started(task, now));
+    }
+    out.push(events::node_started(task, NodeEventState::Running, now));
+    inner.log.publish(out);
 }
 
 /// The template context of a task: reads the store only when the node's templates need it.

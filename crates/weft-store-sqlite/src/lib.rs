@@ -7,6 +7,7 @@
 
 mod checkpoint;
 mod conv;
+mod keys;
 mod ops;
 mod read;
 mod schema;
@@ -113,6 +114,16 @@ impl FlowStore for SqliteStore {
     async fn flow_list(&self) -> StoreResult<Vec<FlowRecord>> {
         self.readers.with(read::flow_list).await
     }
+    async fn flow_versions(&self, name: &str) -> StoreResult<Vec<FlowRecord>> {
+        let name = name.to_string();
+        self.readers
+            .with(move |c| read::flow_versions(c, &name))
+            .await
+    }
+    async fn flow_delete(&self, name: &str) -> StoreResult<u32> {
+        let name = name.to_string();
+        self.writer.exec(move |w| w.flow_delete(&name)).await
+    }
 }
 
 #[async_trait]
@@ -154,9 +165,18 @@ impl TaskStore for SqliteStore {
     async fn task_complete(&self, results: Vec<TaskResult>) -> StoreResult<Effects> {
         self.writer
             .exec(move |w| {
+                // Each result stands alone: one that cannot be applied (its flow version is
+                // gone, say) is logged and left for re-running after a restart, while the
+                // others commit with their effects. A SQLite error is different: it rolls
+                // back the whole batch (see `writer`), so nothing is half-applied.
                 let mut fx = Effects::default();
                 for r in results {
-                    w.task_complete(r, &mut fx)?;
+                    let (run, node) = (r.task.run_id.clone(), r.task.node.clone());
+                    let mut one = Effects::default();
+                    match w.task_complete(r, &mut one) {
+                        Ok(()) => fx.merge(one),
+                        Err(e) => tracing::error!(%run, %node, error = %e, "attempt result not applied; the attempt re-runs after restart"),
+                    }
                 }
                 Ok(fx)
             })
@@ -208,6 +228,12 @@ impl DlqStore for SqliteStore {
             })
             .await
     }
+    async fn dlq_discard(&self, run_id: &str, node: &str) -> StoreResult<()> {
+        let (run_id, node) = (run_id.to_string(), node.to_string());
+        self.writer
+            .exec(move |w| w.dlq_discard(&run_id, &node))
+            .await
+    }
 }
 
 #[async_trait]
@@ -218,6 +244,34 @@ impl QueueStore for SqliteStore {
     async fn queue_put(&self, settings: &QueueSettings) -> StoreResult<()> {
         let s = settings.clone();
         self.writer.exec(move |w| w.queue_put(&s)).await
+    }
+}
+
+#[async_trait]
+impl ApiKeyStore for SqliteStore {
+    async fn apikey_create(&self, key: &NewApiKey) -> StoreResult<ApiKeyRecord> {
+        let key = key.clone();
+        self.writer.exec(move |w| keys::create(&w.conn, &key)).await
+    }
+    async fn apikey_list(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        self.readers.with(keys::list).await
+    }
+    async fn apikey_revoke(&self, id: &str, at: Millis) -> StoreResult<ApiKeyRecord> {
+        let id = id.to_string();
+        self.writer
+            .exec(move |w| keys::revoke(&w.conn, &id, at))
+            .await
+    }
+}
+
+#[async_trait]
+impl HealthStore for SqliteStore {
+    async fn schema_version(&self) -> StoreResult<SchemaVersion> {
+        let found = self.readers.with(keys::schema_version).await?;
+        Ok(SchemaVersion {
+            found,
+            expected: SCHEMA_VERSION,
+        })
     }
 }
 

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use weft_core::nodes::NodeKind;
 use weft_core::time::{Clock, Millis, SystemClock};
-use weft_core::{CompiledFlow, FlowSpec, NodeIdx, RunState};
+use weft_core::{CompiledFlow, FlowSpec, NodeIdx, RunState, TaskState};
 use weft_store::*;
 
 /// The writer thread's state: its connection and a cache of compiled flow versions.
@@ -116,6 +116,44 @@ impl W {
         ))
     }
 
+    /// Deletes every version of a flow unless a run of it is still live. The compiled-flow
+    /// cache forgets it too: a flow applied again under the same name starts at version 1.
+    pub(crate) fn flow_delete(&mut self, name: &str) -> R<u32> {
+        let live: i64 = db(self
+            .conn
+            .prepare_cached(
+                "SELECT count(*) FROM runs WHERE flow = ?1 AND state IN ('queued', 'running')",
+            )
+            .and_then(|mut s| s.query_row([name], |r| r.get(0))))?;
+        if live > 0 {
+            return Err(StoreError::Conflict(format!(
+                "flow {name} has {live} queued or running runs; cancel them or let them finish first"
+            )));
+        }
+        // A dead task could be replayed later, against whatever document then holds its
+        // version number (a flow applied again after deletion starts at version 1).
+        let dead: i64 = db(self
+            .conn
+            .prepare_cached(
+                "SELECT count(*) FROM tasks t JOIN runs r ON r.id = t.run_id WHERE r.flow = ?1 AND t.state = 'dead'",
+            )
+            .and_then(|mut s| s.query_row([name], |r| r.get(0))))?;
+        if dead > 0 {
+            return Err(StoreError::Conflict(format!(
+                "flow {name} has {dead} dead tasks in the DLQ; replay or discard them first"
+            )));
+        }
+        let deleted = db(self
+            .conn
+            .prepare_cached("DELETE FROM flows WHERE name = ?1")
+            .and_then(|mut s| s.execute([name])))?;
+        if deleted == 0 {
+            return Err(StoreError::NotFound(format!("flow {name}")));
+        }
+        self.flows.retain(|(n, _), _| n != name);
+        Ok(deleted as u32)
+    }
+
     pub(crate) fn queue_put(&mut self, q: &QueueSettings) -> R<()> {
         db(self
             .conn
@@ -169,6 +207,12 @@ impl W {
                     initial_state(flow).as_str()
                 ])
             }))?;
+        fx.changes.push(Change::RunCreated {
+            run_id: run.id.clone(),
+            flow: flow.name().to_string(),
+            state: initial_state(flow),
+            at: run.created_at,
+        });
         let now = run.created_at;
         for (idx, node) in flow.nodes.iter().enumerate() {
             let is_root = node.needs.is_empty();
@@ -227,21 +271,39 @@ impl W {
                 Some(s) => StoreError::Conflict(format!("run {id} is already {s}")),
             });
         };
-        db(self
+        let cancelled: Vec<(String, u32)> = db(self
             .conn
             .prepare_cached(
                 "UPDATE tasks SET state = 'cancelled', finished_at = ?2
-                 WHERE run_id = ?1 AND state IN ('waiting', 'pending', 'ready', 'running', 'suspended')",
+                 WHERE run_id = ?1 AND state IN ('waiting', 'pending', 'ready', 'running', 'suspended')
+                 RETURNING node, attempt",
             )
-            .and_then(|mut s| s.execute(params![id, now])))?;
+            .and_then(|mut s| s.query_map(params![id, now], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()))?;
+        for (node, attempt) in cancelled {
+            fx.changes.push(Change::Task(TaskChange {
+                run_id: id.to_string(),
+                flow: flow.clone(),
+                node,
+                state: TaskState::Cancelled,
+                attempt,
+                error: None,
+                next_attempt_at: None,
+                at: now,
+            }));
+        }
         fx.cancelled.push(id.to_string());
-        fx.finished.push(FinishedRun {
+        let finished = FinishedRun {
             id: id.to_string(),
             flow,
             state: RunState::Cancelled,
             created_at,
             finished_at: now,
+        };
+        fx.changes.push(Change::RunFinished {
+            run: finished.clone(),
+            error: None,
         });
+        fx.finished.push(finished);
         let children: Vec<String> = db(self
             .conn
             .prepare_cached("SELECT id FROM runs WHERE parent_run = ?1 AND state IN ('queued', 'running', 'failed')")
@@ -310,6 +372,7 @@ impl W {
                 if n == 0 {
                     return Ok(());
                 }
+                task_change(fx, key, idx, TaskState::Succeeded, attempt, finished_at);
                 let taken = branch_choice(key.flow, idx, &output);
                 let activated = self.propagate(key, idx, taken, finished_at, fx)?;
                 self.run_adjust(key.run, activated - 1, 0, finished_at, fx)
@@ -335,6 +398,11 @@ impl W {
                         )
                         .and_then(|mut s| s.execute(params![key.run, node.name, attempt, due, error, rec])))?;
                     if n > 0 {
+                        fx.changes.push(Change::Task(TaskChange {
+                            error: Some(error),
+                            next_attempt_at: Some(due),
+                            ..new_change(key, idx, TaskState::Pending, attempt, finished_at)
+                        }));
                         fx.next_due = Some(fx.next_due.map_or(due, |d: Millis| d.min(due)));
                         self.run_adjust(key.run, 0, 0, finished_at, fx)?;
                     }
@@ -347,8 +415,12 @@ impl W {
                              attempts = json_insert(coalesce(attempts, '[]'), '$[#]', json(?6))
                          WHERE run_id = ?1 AND node = ?2 AND attempt = ?3 AND state IN ('ready', 'running', 'suspended')",
                     )
-                    .and_then(|mut s| s.execute(params![key.run, node.name, attempt, error, finished_at, rec])))?;
+                    .and_then(|mut s| s.execute(params![key.run, node.name, attempt, &error, finished_at, rec])))?;
                 if n > 0 {
+                    fx.changes.push(Change::Task(TaskChange {
+                        error: Some(error),
+                        ..new_change(key, idx, TaskState::Dead, attempt, finished_at)
+                    }));
                     self.run_adjust(key.run, -1, 1, finished_at, fx)?;
                 }
                 Ok(())
@@ -365,6 +437,7 @@ impl W {
                 if n == 0 {
                     return Ok(());
                 }
+                task_change(fx, key, idx, TaskState::Suspended, attempt, finished_at);
                 let created = self.run_create(&child, fx)?;
                 if created.id != child.id {
                     db(self
@@ -440,6 +513,7 @@ impl W {
                         .conn
                         .prepare_cached("UPDATE tasks SET state = 'skipped', finished_at = ?3 WHERE run_id = ?1 AND node = ?2")
                         .and_then(|mut s| s.execute(params![key.run, succ_name, now])))?;
+                    task_change(fx, key, succ, TaskState::Skipped, 1, now);
                     work.push((succ, false, None));
                 }
             }
@@ -524,13 +598,18 @@ impl W {
                 .and_then(|mut s| s.execute(params![run, cause])))?;
             child_error = cause;
         }
-        fx.finished.push(FinishedRun {
+        let finished = FinishedRun {
             id: run.to_string(),
             flow,
             state,
             created_at,
             finished_at: now,
+        };
+        fx.changes.push(Change::RunFinished {
+            run: finished.clone(),
+            error: child_error.clone(),
         });
+        fx.finished.push(finished);
         if let (Some(parent), Some(node)) = (parent_run, parent_node) {
             let outcome = if state == RunState::Succeeded {
                 Outcome::Succeeded(Value::Object(self.outputs(run)?))
@@ -736,9 +815,75 @@ impl W {
             .conn
             .prepare_cached("UPDATE runs SET active = active + 1, dead = dead - 1, state = 'running', finished_at = NULL, error = NULL WHERE id = ?1")
             .and_then(|mut s| s.execute([run])))?;
+        if run_state == "failed" {
+            fx.changes.push(Change::RunResumed {
+                run_id: run.to_string(),
+                flow: flow_name,
+                at: self.now(),
+            });
+        }
         fx.ready.push(ReadyTask::of(run, &flow, version, n, 1));
         Ok(())
     }
+
+    pub(crate) fn dlq_discard(&mut self, run: &str, node: &str) -> R<()> {
+        let state: Option<String> = db(self
+            .conn
+            .prepare_cached("SELECT r.state FROM tasks t JOIN runs r ON r.id = t.run_id WHERE t.run_id = ?1 AND t.node = ?2 AND t.state = 'dead'")
+            .and_then(|mut s| s.query_row(params![run, node], |r| r.get(0)).optional()))?;
+        let Some(state) = state else {
+            return Err(StoreError::NotFound(format!(
+                "dead task {node} of run {run}"
+            )));
+        };
+        if state != "failed" {
+            return Err(StoreError::Conflict(format!(
+                "run {run} is {state}; a dead task can be discarded once its run has failed"
+            )));
+        }
+        db(self
+            .conn
+            .prepare_cached("UPDATE tasks SET state = 'cancelled' WHERE run_id = ?1 AND node = ?2")
+            .and_then(|mut s| s.execute(params![run, node])))?;
+        db(self
+            .conn
+            .prepare_cached("UPDATE runs SET dead = dead - 1 WHERE id = ?1")
+            .and_then(|mut s| s.execute([run])))?;
+        Ok(())
+    }
+}
+
+/// A change of task `idx` of `key`'s run, with no error.
+fn new_change(
+    key: &TaskKey,
+    idx: NodeIdx,
+    state: TaskState,
+    attempt: u32,
+    at: Millis,
+) -> TaskChange {
+    TaskChange {
+        run_id: key.run.to_string(),
+        flow: key.flow.name().to_string(),
+        node: key.flow.nodes[idx].name.clone(),
+        state,
+        attempt,
+        error: None,
+        next_attempt_at: None,
+        at,
+    }
+}
+
+/// Reports a task's new state for the event log.
+fn task_change(
+    fx: &mut Effects,
+    key: &TaskKey,
+    idx: NodeIdx,
+    state: TaskState,
+    attempt: u32,
+    at: Millis,
+) {
+    fx.changes
+        .push(Change::Task(new_change(key, idx, state, attempt, at)));
 }
 
 /// A run starts `queued` (waiting for a worker), or `running` when a root is a `delay`

@@ -123,6 +123,18 @@ pub fn flow_list(c: &Connection) -> StoreResult<Vec<FlowRecord>> {
     rows.into_iter().map(to_flow).collect()
 }
 
+pub fn flow_versions(c: &Connection, name: &str) -> StoreResult<Vec<FlowRecord>> {
+    let rows: Vec<_> = db(c
+        .prepare_cached(
+            "SELECT name, version, spec, created_at FROM flows WHERE name = ?1 ORDER BY version",
+        )
+        .and_then(|mut s| {
+            s.query_map([name], flow_row)?
+                .collect::<Result<Vec<_>, _>>()
+        }))?;
+    rows.into_iter().map(to_flow).collect()
+}
+
 const RUN_COLS: &str = "id, flow, version, state, input, error, idem, parent_run, parent_node, created_at, finished_at";
 
 fn run_row(r: &Row) -> rusqlite::Result<(RunRecord, String)> {
@@ -234,6 +246,14 @@ pub fn run_list(c: &Connection, f: &RunFilter) -> StoreResult<Vec<RunRecord>> {
     if let Some(before) = &f.before {
         args.push(Box::new(before.clone()));
         sql.push_str(&format!(" AND id < ?{}", args.len()));
+    }
+    if let Some(after) = f.created_after {
+        args.push(Box::new(after));
+        sql.push_str(&format!(" AND created_at >= ?{}", args.len()));
+    }
+    if let Some(before) = f.created_before {
+        args.push(Box::new(before));
+        sql.push_str(&format!(" AND created_at < ?{}", args.len()));
     }
     args.push(Box::new(limit(f.limit)));
     sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));

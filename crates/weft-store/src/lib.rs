@@ -7,11 +7,13 @@
 //! queues only after the write committed, so nothing runs on the strength of an uncommitted
 //! state change.
 
+mod apikeys;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
 mod records;
 
+pub use apikeys::{ApiKeyRecord, ApiRole, NewApiKey};
 pub use error::StoreError;
 pub use records::*;
 
@@ -34,6 +36,13 @@ pub trait FlowStore: Send + Sync {
     async fn flow_get(&self, name: &str, version: Option<u32>) -> StoreResult<Option<FlowRecord>>;
     /// The latest version of every flow.
     async fn flow_list(&self) -> StoreResult<Vec<FlowRecord>>;
+    /// Every stored version of a flow, oldest first; empty when the flow is unknown.
+    async fn flow_versions(&self, name: &str) -> StoreResult<Vec<FlowRecord>>;
+    /// Deletes every version of a flow and returns how many there were. Runs of the flow
+    /// stay readable. [`StoreError::Conflict`] while a run of it is queued or running or
+    /// has a dead task (which a replay would run again), [`StoreError::NotFound`] for an
+    /// unknown flow.
+    async fn flow_delete(&self, name: &str) -> StoreResult<u32>;
 }
 
 /// Runs.
@@ -75,6 +84,10 @@ pub trait DlqStore: Send + Sync {
     async fn dlq_list(&self, filter: &DlqFilter) -> StoreResult<Vec<DeadTask>>;
     /// Gives a dead task a fresh set of attempts; its run resumes.
     async fn dlq_replay(&self, run_id: &str, node: &str) -> StoreResult<Effects>;
+    /// Takes a dead task out of the dead-letter queue for good: it becomes `cancelled` and
+    /// keeps its error and attempts; its run stays `failed`. Only a failed run's dead tasks
+    /// can be discarded ([`StoreError::Conflict`] while the run is still running).
+    async fn dlq_discard(&self, run_id: &str, node: &str) -> StoreResult<()>;
 }
 
 /// Queue settings that can change at run time.
@@ -86,8 +99,39 @@ pub trait QueueStore: Send + Sync {
     async fn queue_put(&self, settings: &QueueSettings) -> StoreResult<()>;
 }
 
+/// API keys (only hashes of their secrets).
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    /// Stores a new key; [`StoreError::Conflict`] if its id is taken.
+    async fn apikey_create(&self, key: &NewApiKey) -> StoreResult<ApiKeyRecord>;
+    /// Every key, revoked ones included, oldest first.
+    async fn apikey_list(&self) -> StoreResult<Vec<ApiKeyRecord>>;
+    /// Revokes a key at `at`; [`StoreError::NotFound`] for an unknown id,
+    /// [`StoreError::Conflict`] if it is already revoked.
+    async fn apikey_revoke(&self, id: &str, at: Millis) -> StoreResult<ApiKeyRecord>;
+}
+
+/// The schema version a database is at, and the one the driver writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaVersion {
+    /// The database's version.
+    pub found: i64,
+    /// This build's version; the store is usable only when both agree.
+    pub expected: i64,
+}
+
+/// Checks on the store as a whole.
+#[async_trait]
+pub trait HealthStore: Send + Sync {
+    /// The schema versions, read from the database: a trivial read that also proves the
+    /// store answers.
+    async fn schema_version(&self) -> StoreResult<SchemaVersion>;
+}
+
 /// A complete store.
-pub trait Store: FlowStore + RunStore + TaskStore + DlqStore + QueueStore {
+pub trait Store:
+    FlowStore + RunStore + TaskStore + DlqStore + QueueStore + ApiKeyStore + HealthStore
+{
     /// Flushes and closes; later calls fail with [`StoreError::Closed`].
     fn close(&self);
 }

@@ -130,6 +130,10 @@ pub struct RunFilter {
     pub state: Option<RunState>,
     /// Only runs created before this id (ids sort by time): the cursor.
     pub before: Option<String>,
+    /// Only runs created at or after this time.
+    pub created_after: Option<Millis>,
+    /// Only runs created strictly before this time.
+    pub created_before: Option<Millis>,
     /// At most this many (default 50, max 1000).
     pub limit: u32,
 }
@@ -218,6 +222,67 @@ pub struct FinishedRun {
     pub finished_at: Millis,
 }
 
+/// One state change a write made, reported so the engine can publish it as a live event.
+///
+/// Drivers report changes in the order they made them. Tasks that became ready are not
+/// repeated here: they are in [`Effects::ready`], and a consumer that wants a single
+/// causal order reads `changes` first, then `ready` (nothing in one write happens to a
+/// task after it became ready).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A run was created, `queued` (or `running` when a root is a `delay`).
+    RunCreated {
+        /// Run id.
+        run_id: String,
+        /// Flow name.
+        flow: String,
+        /// Its first state.
+        state: RunState,
+        /// Creation time.
+        at: Millis,
+    },
+    /// A failed run runs again: one of its dead tasks was replayed.
+    RunResumed {
+        /// Run id.
+        run_id: String,
+        /// Flow name.
+        flow: String,
+        /// When.
+        at: Millis,
+    },
+    /// A run reached a terminal state (the same run is also in [`Effects::finished`]).
+    RunFinished {
+        /// The run.
+        run: FinishedRun,
+        /// Why it failed, for a failed run.
+        error: Option<String>,
+    },
+    /// A task changed state.
+    Task(TaskChange),
+}
+
+/// A task's new state. A failed attempt that will be retried shows as `pending` with the
+/// attempt's `error` and the retry's `next_attempt_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskChange {
+    /// Run id.
+    pub run_id: String,
+    /// Flow name.
+    pub flow: String,
+    /// Node name.
+    pub node: String,
+    /// New state: succeeded, pending (retry scheduled), dead, skipped, suspended or cancelled.
+    pub state: TaskState,
+    /// The attempt this change concerns (for a retry, the one that failed).
+    pub attempt: u32,
+    /// The error, for a failed attempt.
+    pub error: Option<String>,
+    /// When the next attempt is due, for a retry.
+    pub next_attempt_at: Option<Millis>,
+    /// When it changed.
+    pub at: Millis,
+}
+
 /// What a write changed that the engine must act on.
 #[derive(Debug, Clone, Default)]
 pub struct Effects {
@@ -229,6 +294,8 @@ pub struct Effects {
     pub finished: Vec<FinishedRun>,
     /// Runs cancelled: their in-flight attempts must stop.
     pub cancelled: Vec<String>,
+    /// Run and task state changes, in the order they were made (see [`Change`]).
+    pub changes: Vec<Change>,
 }
 
 impl Effects {
@@ -241,6 +308,7 @@ impl Effects {
         };
         self.finished.extend(other.finished);
         self.cancelled.extend(other.cancelled);
+        self.changes.extend(other.changes);
     }
 }
 

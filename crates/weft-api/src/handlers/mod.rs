@@ -2,10 +2,13 @@
 //! engine call, JSON out. Rules about what a request may do live in the engine, so the API
 //! and the CLI cannot disagree about them.
 
+pub(crate) mod batch;
+pub(crate) mod diff;
 pub(crate) mod dlq;
 pub(crate) mod flows;
 pub(crate) mod queues;
 pub(crate) mod runs;
+pub(crate) mod workers;
 
 use crate::error::ApiError;
 

@@ -7,50 +7,67 @@
 use super::list_limit;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::openapi::{ErrorBody, RunCreatedDoc, RunDoc, RunViewDoc, TaskDoc};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 use weft_core::RunState;
+use weft_core::time::Millis;
 use weft_engine::{Engine, RunView, StartRun};
 use weft_store::{RunCreated, RunFilter, RunRecord};
 
 /// Header that may carry a start's idempotency key.
 pub const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
-/// Body of `POST /v1/runs`.
-#[derive(Deserialize)]
+/// Body of `POST /v1/runs` (and one item of `POST /v1/runs/batch`).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StartBody {
     /// Flow name.
-    flow: String,
+    pub(crate) flow: String,
     /// Run input; an empty object when absent.
     #[serde(default = "empty_object")]
-    input: Value,
+    #[schema(value_type = Object)]
+    pub(crate) input: Value,
     /// Flow version; the latest when absent.
-    version: Option<u32>,
+    pub(crate) version: Option<u32>,
     /// Deduplicates starts.
-    idempotency_key: Option<String>,
+    pub(crate) idempotency_key: Option<String>,
 }
 
 fn empty_object() -> Value {
     Value::Object(Default::default())
 }
 
+impl From<StartBody> for StartRun {
+    fn from(b: StartBody) -> Self {
+        StartRun {
+            flow: b.flow,
+            version: b.version,
+            input: b.input,
+            idempotency_key: b.idempotency_key,
+        }
+    }
+}
+
 /// `POST /v1/runs`: 201 for a new run, 200 for a repeated idempotency key.
+#[utoipa::path(post, path = "/v1/runs", tag = "runs", request_body = StartBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Deduplicates starts; a repeat returns the first run")),
+    responses((status = 201, body = RunCreatedDoc), (status = 200, description = "Repeated idempotency key", body = RunCreatedDoc),
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn start(
     State(engine): State<Engine>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<StartBody>,
+    ApiJson(mut body): ApiJson<StartBody>,
 ) -> Result<(StatusCode, Json<RunCreated>), ApiError> {
-    let key = idempotency_key(&headers, body.idempotency_key)?;
+    let key = idempotency_key(&headers, body.idempotency_key.take())?;
     let created = engine
         .run_start(StartRun {
-            flow: body.flow,
-            version: body.version,
-            input: body.input,
             idempotency_key: key,
+            ..body.into()
         })
         .await?;
     let status = if created.created {
@@ -78,6 +95,9 @@ fn idempotency_key(headers: &HeaderMap, body: Option<String>) -> Result<Option<S
 }
 
 /// `GET /v1/runs/{id}`.
+#[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses((status = 200, body = RunViewDoc), (status = 404, body = ErrorBody)))]
 pub(crate) async fn get(
     State(engine): State<Engine>,
     ApiPath(id): ApiPath<String>,
@@ -86,25 +106,36 @@ pub(crate) async fn get(
 }
 
 /// Query of `GET /v1/runs`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListQuery {
+    /// Only runs of this flow.
     flow: Option<String>,
+    /// Only runs in this state (`queued`, `running`, `succeeded`, `failed`, `cancelled`).
     state: Option<String>,
+    /// Page size (default 50, at most 1000).
     limit: Option<u32>,
     /// Cursor: the `next` of the previous page.
     before: Option<String>,
+    /// Only runs created at or after this RFC 3339 time.
+    created_after: Option<String>,
+    /// Only runs created before this RFC 3339 time.
+    created_before: Option<String>,
 }
 
 /// One page of runs, newest first.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct RunPage {
+    #[schema(value_type = Vec<RunDoc>)]
     runs: Vec<RunRecord>,
     /// Pass as `before` to get the next page; null on the last page.
     next: Option<String>,
 }
 
-/// `GET /v1/runs?flow=&state=&limit=&before=`.
+/// `GET /v1/runs?flow=&state=&created_after=&created_before=&limit=&before=`.
+#[utoipa::path(get, path = "/v1/runs", tag = "runs", params(ListQuery),
+    responses((status = 200, body = RunPage), (status = 400, body = ErrorBody)))]
 pub(crate) async fn list(
     State(engine): State<Engine>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -115,6 +146,16 @@ pub(crate) async fn list(
         flow: q.flow,
         state,
         before: q.before,
+        created_after: q
+            .created_after
+            .as_deref()
+            .map(|t| parse_time("created_after", t))
+            .transpose()?,
+        created_before: q
+            .created_before
+            .as_deref()
+            .map(|t| parse_time("created_before", t))
+            .transpose()?,
         limit,
     };
     let runs = engine.run_list(&filter).await?;
@@ -124,6 +165,17 @@ pub(crate) async fn list(
         None
     };
     Ok(Json(RunPage { runs, next }))
+}
+
+/// An RFC 3339 time as epoch milliseconds.
+fn parse_time(field: &str, t: &str) -> Result<Millis, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(|d| d.timestamp_millis())
+        .map_err(|e| {
+            ApiError::bad_request(format!(
+                "{field} is {t:?}: {e}; expected an RFC 3339 time such as 2026-11-22T15:00:00Z"
+            ))
+        })
 }
 
 fn parse_state(s: &str) -> Result<RunState, ApiError> {
@@ -137,13 +189,17 @@ fn parse_state(s: &str) -> Result<RunState, ApiError> {
 }
 
 /// Answer to a cancel.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct Cancelled {
     id: String,
+    #[schema(value_type = String, example = "cancelled")]
     state: RunState,
 }
 
 /// `POST /v1/runs/{id}/cancel`.
+#[utoipa::path(post, path = "/v1/runs/{id}/cancel", tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses((status = 200, body = Cancelled), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn cancel(
     State(engine): State<Engine>,
     ApiPath(id): ApiPath<String>,
@@ -152,6 +208,49 @@ pub(crate) async fn cancel(
     Ok(Json(Cancelled {
         id,
         state: RunState::Cancelled,
+    }))
+}
+
+/// Answer to a retry: the run is running again from its dead nodes.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Retried {
+    id: String,
+    /// The dead nodes given fresh attempts.
+    replayed: Vec<String>,
+}
+
+/// `POST /v1/runs/{id}/retry`: replays every dead task of a failed run; 409 if not failed.
+#[utoipa::path(post, path = "/v1/runs/{id}/retry", tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses((status = 200, body = Retried), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(crate) async fn retry(
+    State(engine): State<Engine>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Retried>, ApiError> {
+    let replayed = engine.run_retry(&id).await?;
+    Ok(Json(Retried { id, replayed }))
+}
+
+/// Every node of a run with its attempt history.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TaskList {
+    id: String,
+    #[schema(value_type = Vec<TaskDoc>)]
+    tasks: Vec<weft_engine::TaskView>,
+}
+
+/// `GET /v1/runs/{id}/tasks`: each node's state and attempts, in flow order.
+#[utoipa::path(get, path = "/v1/runs/{id}/tasks", tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses((status = 200, body = TaskList), (status = 404, body = ErrorBody)))]
+pub(crate) async fn tasks(
+    State(engine): State<Engine>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<TaskList>, ApiError> {
+    let view = engine.run_get(&id).await?;
+    Ok(Json(TaskList {
+        id,
+        tasks: view.nodes,
     }))
 }
 
@@ -183,6 +282,15 @@ mod tests {
             idempotency_key(&h, Some("other".into()))
                 .unwrap_err()
                 .code(),
+            "bad_request"
+        );
+    }
+
+    #[test]
+    fn times_are_rfc3339() {
+        assert_eq!(parse_time("t", "1970-01-01T00:00:01Z").unwrap(), 1000);
+        assert_eq!(
+            parse_time("t", "yesterday").unwrap_err().code(),
             "bad_request"
         );
     }

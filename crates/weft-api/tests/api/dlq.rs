@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// A tiny HTTP target whose answer the test flips from 500 to 200.
-async fn flaky_target() -> (String, Arc<AtomicBool>, Arc<AtomicUsize>) {
+pub(crate) async fn flaky_target() -> (String, Arc<AtomicBool>, Arc<AtomicUsize>) {
     use axum::extract::State;
     let healthy = Arc::new(AtomicBool::new(false));
     let hits = Arc::new(AtomicUsize::new(0));

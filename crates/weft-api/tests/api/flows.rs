@@ -248,6 +248,7 @@ async fn malformed_and_unknown_input_is_a_400_naming_the_field() {
 async fn oversized_bodies_get_413_in_the_error_shape() {
     let h = harness_with(ApiOptions {
         max_body_bytes: 1024,
+        ..ApiOptions::default()
     })
     .await;
     let big_yaml = format!(

@@ -1,4 +1,4 @@
-//! `weft flow apply|list|get`.
+//! `weft flow apply|list|get` (and, in `versions.rs`, `versions|diff|delete`).
 
 use crate::Failed;
 use crate::args::{ClientOpts, FlowCmd, Format};
@@ -20,6 +20,14 @@ pub async fn run(cmd: FlowCmd) -> anyhow::Result<()> {
             version,
             client,
         } => flow_get(&name, version, &client).await,
+        FlowCmd::Versions { name, client } => super::versions::versions(&name, &client).await,
+        FlowCmd::Diff {
+            name,
+            from,
+            to,
+            client,
+        } => super::versions::diff(&name, from, to, &client).await,
+        FlowCmd::Delete { name, client } => super::versions::delete(&name, &client).await,
     }
 }
 

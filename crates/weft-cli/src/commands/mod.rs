@@ -2,16 +2,20 @@
 //! the answer. They share [`crate::client::Client`] for transport and error handling and
 //! [`crate::output`] for printing.
 
+mod apikey;
+mod batch;
 mod flow;
 mod ops;
 mod run;
+mod versions;
 
 use crate::args::InputArgs;
 use anyhow::Context;
 use serde_json::Value;
 
+pub use apikey::apikey;
 pub use flow::run as flow;
-pub use ops::{dlq, nodes, queue};
+pub use ops::{dlq, nodes, openapi, queue, workers};
 pub use run::run;
 
 /// The run input from `--input` or `--input-file`; an empty object when neither is given.

@@ -1,6 +1,7 @@
-//! Operating a server: `weft dlq`, `weft queue` and `weft nodes`.
+//! Operating a server: `weft dlq`, `weft queue`, `weft nodes`, `weft workers` and
+//! `weft openapi`.
 
-use crate::args::{DlqCmd, Format, NodesArgs, QueueCmd};
+use crate::args::{ClientOpts, DlqCmd, Format, NodesArgs, QueueCmd};
 use crate::client::Client;
 use crate::output::{self, Table, cell, list, time};
 use serde_json::{Value, json};
@@ -40,9 +41,10 @@ pub async fn dlq(cmd: DlqCmd) -> anyhow::Result<()> {
             Ok(())
         }
         DlqCmd::Replay {
-            run_id,
-            node,
+            run_id: Some(run_id),
+            node: Some(node),
             client,
+            ..
         } => {
             let c = Client::new(&client.url)?;
             let answer = c
@@ -52,6 +54,86 @@ pub async fn dlq(cmd: DlqCmd) -> anyhow::Result<()> {
                 output::print_json(&answer);
             }
             eprintln!("replayed node {node} of run {run_id}; the run resumes from it");
+            Ok(())
+        }
+        DlqCmd::Replay {
+            flow,
+            by_node,
+            limit,
+            client,
+            ..
+        } => {
+            let c = Client::new(&client.url)?;
+            let body = json!({"flow": flow, "node": by_node, "limit": limit});
+            let body = Value::Object(
+                body.as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            );
+            let answer = c.post(&["v1", "dlq", "replay"], &body).await?;
+            let items = list(&answer, "replayed");
+            if client.output == Format::Json {
+                output::print_json(&answer);
+            } else {
+                let mut table = Table::new(&["RUN", "NODE", "REPLAYED", "ERROR"]);
+                for i in items {
+                    table.row(vec![
+                        cell(&i["run_id"]),
+                        cell(&i["node"]),
+                        cell(&i["replayed"]),
+                        super::batch::item_error(i),
+                    ]);
+                }
+                table.print();
+            }
+            super::batch::finish(items, "replayed")
+        }
+        DlqCmd::Show {
+            run_id,
+            node,
+            client,
+        } => {
+            let c = Client::new(&client.url)?;
+            let d = c.get(&["v1", "dlq", &run_id, &node], &[]).await?;
+            if client.output == Format::Json {
+                output::print_json(&d);
+                return Ok(());
+            }
+            let mut text = format!(
+                "run      {}\nflow     {}\nnode     {}\ndead at  {}\nerror    {}\n\n",
+                cell(&d["run_id"]),
+                cell(&d["flow"]),
+                cell(&d["node"]),
+                time(&d["dead_at"]),
+                cell(&d["error"]),
+            );
+            let mut table = Table::new(&["ATTEMPT", "STARTED", "FINISHED", "ERROR"]).max_cell(200);
+            for a in list(&d, "attempts") {
+                table.row(vec![
+                    cell(&a["attempt"]),
+                    time(&a["started_at"]),
+                    time(&a["finished_at"]),
+                    cell(&a["error"]),
+                ]);
+            }
+            text.push_str(&table.render());
+            output::print_stdout(&text);
+            Ok(())
+        }
+        DlqCmd::Discard {
+            run_id,
+            node,
+            client,
+        } => {
+            let c = Client::new(&client.url)?;
+            let answer = c.delete(&["v1", "dlq", &run_id, &node]).await?;
+            if client.output == Format::Json {
+                output::print_json(&answer);
+            }
+            eprintln!("discarded node {node} of run {run_id}; the run stays failed");
             Ok(())
         }
     }
@@ -85,7 +167,17 @@ pub async fn queue(cmd: QueueCmd) -> anyhow::Result<()> {
             print_queues(&queue, std::slice::from_ref(&queue), client.output);
             Ok(())
         }
+        QueueCmd::Pause { name, client } => switch(&name, "pause", &client).await,
+        QueueCmd::Resume { name, client } => switch(&name, "resume", &client).await,
     }
+}
+
+/// `POST /v1/queues/{name}/pause` or `/resume`.
+async fn switch(name: &str, action: &str, client: &ClientOpts) -> anyhow::Result<()> {
+    let c = Client::new(&client.url)?;
+    let queue = c.post(&["v1", "queues", name, action], &json!({})).await?;
+    print_queues(&queue, std::slice::from_ref(&queue), client.output);
+    Ok(())
 }
 
 fn print_queues(answer: &Value, queues: &[Value], format: Format) {
@@ -93,7 +185,14 @@ fn print_queues(answer: &Value, queues: &[Value], format: Format) {
         output::print_json(answer);
         return;
     }
-    let mut table = Table::new(&["NAME", "CONCURRENCY", "PAUSED", "READY", "RUNNING"]);
+    let mut table = Table::new(&[
+        "NAME",
+        "CONCURRENCY",
+        "PAUSED",
+        "READY",
+        "RUNNING",
+        "OLDEST READY (MS)",
+    ]);
     for q in queues {
         table.row(vec![
             cell(&q["name"]),
@@ -101,6 +200,7 @@ fn print_queues(answer: &Value, queues: &[Value], format: Format) {
             cell(&q["paused"]),
             cell(&q["ready"]),
             cell(&q["running"]),
+            cell(&q["oldest_ready_age_ms"]),
         ]);
     }
     table.print();
@@ -120,5 +220,60 @@ pub async fn nodes(args: NodesArgs) -> anyhow::Result<()> {
         table.row(vec![cell(&n["type"]), cell(&n["description"])]);
     }
     table.print();
+    Ok(())
+}
+
+/// Lists the worker processes.
+pub async fn workers(args: NodesArgs) -> anyhow::Result<()> {
+    let NodesArgs { client } = args;
+    let c = Client::new(&client.url)?;
+    let answer = c.get(&["v1", "workers"], &[]).await?;
+    if client.output == Format::Json {
+        output::print_json(&answer);
+        return Ok(());
+    }
+    let mut table = Table::new(&[
+        "ID",
+        "HOST",
+        "PID",
+        "STARTED",
+        "HEARTBEAT AGE (MS)",
+        "LOAD",
+        "QUEUES",
+    ])
+    .max_cell(200);
+    for w in list(&answer, "workers") {
+        let queues: Vec<String> = list(w, "queues")
+            .iter()
+            .map(|q| {
+                format!(
+                    "{} {}/{}",
+                    cell(&q["name"]),
+                    cell(&q["running"]),
+                    cell(&q["concurrency"])
+                )
+            })
+            .collect();
+        table.row(vec![
+            cell(&w["id"]),
+            cell(&w["hostname"]),
+            cell(&w["pid"]),
+            time(&w["started_at"]),
+            cell(&w["heartbeat_age_ms"]),
+            cell(&w["load"]),
+            queues.join(", "),
+        ]);
+    }
+    table.print();
+    Ok(())
+}
+
+/// Prints the server's OpenAPI document. It is JSON whatever `--output` says: the spec has
+/// no table form.
+pub async fn openapi(args: NodesArgs) -> anyhow::Result<()> {
+    let NodesArgs { client } = args;
+    let c = Client::new(&client.url)?;
+    let spec = c.get(&["v1", "openapi.json"], &[]).await?;
+    output::print_json(&spec);
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! `weft run start|get|list|cancel`.
+//! `weft run start|get|list|cancel|retry|tasks|start-batch`.
 
 use super::read_input;
 use crate::Failed;
@@ -45,6 +45,8 @@ pub async fn run(cmd: RunCmd) -> anyhow::Result<()> {
             state,
             limit,
             before,
+            created_after,
+            created_before,
             client,
         } => {
             let query = [
@@ -52,19 +54,65 @@ pub async fn run(cmd: RunCmd) -> anyhow::Result<()> {
                 ("state", state),
                 ("limit", limit.map(|l| l.to_string())),
                 ("before", before),
+                ("created_after", created_after),
+                ("created_before", created_before),
             ];
             run_list(&query, &client).await
         }
-        RunCmd::Cancel { id, client } => {
+        RunCmd::Cancel { ids, client } => super::batch::cancel(&ids, &client).await,
+        RunCmd::StartBatch { file, client } => super::batch::start_batch(&file, &client).await,
+        RunCmd::Retry { id, client } => {
             let c = Client::new(&client.url)?;
-            let answer = c.post(&["v1", "runs", &id, "cancel"], &json!({})).await?;
-            if client.output == Format::Json && !answer.is_null() {
+            let answer = c.post(&["v1", "runs", &id, "retry"], &json!({})).await?;
+            if client.output == Format::Json {
                 output::print_json(&answer);
             }
-            eprintln!("run {id} cancelled");
+            let nodes: Vec<String> = list(&answer, "replayed").iter().map(cell).collect();
+            eprintln!("run {id} retried from {}", nodes.join(", "));
+            Ok(())
+        }
+        RunCmd::Tasks { id, client } => {
+            let c = Client::new(&client.url)?;
+            let tasks = c.get(&["v1", "runs", &id, "tasks"], &[]).await?;
+            print_tasks(&tasks, client.output);
             Ok(())
         }
     }
+}
+
+/// Prints every attempt of every node: one row per finished attempt, then one for the
+/// node's current attempt when the history does not end with it.
+fn print_tasks(tasks: &Value, format: Format) {
+    if format == Format::Json {
+        output::print_json(tasks);
+        return;
+    }
+    let mut table = Table::new(&["NODE", "STATE", "ATTEMPT", "STARTED", "FINISHED", "ERROR"]);
+    for t in list(tasks, "tasks") {
+        let attempts = list(t, "attempts");
+        for a in attempts {
+            table.row(vec![
+                cell(&t["node"]),
+                "failed".into(),
+                cell(&a["attempt"]),
+                time(&a["started_at"]),
+                time(&a["finished_at"]),
+                cell(&a["error"]),
+            ]);
+        }
+        let last = attempts.last().map(|a| &a["attempt"]);
+        if last != Some(&t["attempt"]) {
+            table.row(vec![
+                cell(&t["node"]),
+                cell(&t["state"]),
+                cell(&t["attempt"]),
+                time(&t["started_at"]),
+                time(&t["finished_at"]),
+                String::new(),
+            ]);
+        }
+    }
+    table.print();
 }
 
 /// True if `state` names a state a run does not leave by itself.

@@ -275,3 +275,64 @@ fn engine_config_carries_the_settings() {
     assert_eq!(e.queues.get("heavy"), Some(&2));
     assert!(e.run_workers);
 }
+
+#[test]
+fn api_protections_come_from_file_and_env() {
+    let c = Config::load(None, &[], &Overrides::default()).unwrap();
+    assert_eq!(c.request_timeout, weft_api::DEFAULT_REQUEST_TIMEOUT);
+    assert_eq!(
+        c.max_inflight_requests,
+        weft_api::DEFAULT_MAX_INFLIGHT_REQUESTS
+    );
+    assert!(!c.trust_proxy);
+    assert_eq!(c.limits.per_ip, Some(weft_api::limits::DEFAULT_PER_IP));
+    assert_eq!(c.api_options().limits, weft_api::limits::Limits::default());
+
+    let (_dir, path) = write_toml(
+        "request_timeout = \"5s\"\nmax_inflight_requests = 64\ntrust_proxy = true\n\
+         [limits]\nper_ip = \"100/s burst 200\"\nbatch = \"off\"\n",
+    );
+    let e = env(&[
+        ("WEFT_LIMITS__WRITE", "60/m"),
+        ("WEFT_TRUST_PROXY", "false"),
+    ]);
+    let c = Config::load(Some(&path), &e, &Overrides::default()).unwrap();
+    assert_eq!(c.request_timeout, Duration::from_secs(5));
+    assert_eq!(c.max_inflight_requests, 64);
+    assert!(!c.trust_proxy, "env wins over the file");
+    let per_ip = c.limits.per_ip.unwrap();
+    assert_eq!((per_ip.per_second, per_ip.burst), (100.0, 200));
+    assert_eq!(c.limits.batch, None);
+    assert_eq!(c.limits.write.unwrap().burst, 60);
+
+    let (_dir, path) = write_toml("[limits]\nper_ip = \"lots\"\n");
+    assert!(load_err(Some(&path), &[]).contains("not a rate"));
+    let (_dir, path) = write_toml("[limits]\nper_host = \"1/s\"\n");
+    assert!(load_err(Some(&path), &[]).contains("per_host"));
+    let err = load_err(None, &env(&[("WEFT_LIMITS__PER_IPP", "1/s")]));
+    assert!(err.contains("WEFT_LIMITS__PER_IPP"), "{err}");
+    let err = load_err(None, &env(&[("WEFT_MAX_INFLIGHT_REQUESTS", "0")]));
+    assert!(err.contains("max_inflight_requests"), "{err}");
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/weft.toml");
+    let c = Config::from_file(&path).unwrap();
+    c.validate().unwrap();
+    assert_eq!(c.limits, LimitsConfig::default());
+}
+
+#[test]
+fn event_settings_come_from_file_and_env_and_reach_the_engine() {
+    let (_dir, path) = write_toml("[events]\nbuffer = 500\n");
+    let vars = env(&[("WEFT_EVENTS__SUBSCRIBER_LAG", "64")]);
+    let c = Config::load(Some(&path), &vars, &Overrides::default()).unwrap();
+    let engine = c.engine_config();
+    assert_eq!(
+        (engine.event_buffer, engine.event_subscriber_lag),
+        (500, 64)
+    );
+    let err = load_err(None, &env(&[("WEFT_EVENTS__BUFFER", "0")]));
+    assert!(err.contains("events.buffer"), "{err}");
+}

@@ -33,9 +33,12 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 pub mod cancel;
 pub mod dlq;
+pub mod events;
 mod fixture;
 pub mod flows;
+pub mod keys;
 pub mod lifecycle;
+pub mod manage;
 pub mod queues;
 pub mod retries;
 pub mod runs;
@@ -144,6 +147,7 @@ macro_rules! conformance_tests {
             }
             tasks {
                 success_readies_successor,
+                one_bad_result_does_not_lose_the_batchs_effects,
                 join_waits_for_every_need,
                 last_success_finishes_run_once,
                 stale_attempt_result_is_ignored,
@@ -193,8 +197,33 @@ macro_rules! conformance_tests {
                 put_list_round_trip,
                 put_overwrites,
             }
+            keys {
+                empty_store_has_no_keys,
+                create_list_round_trip,
+                create_duplicate_id_conflicts,
+                revoke_marks_key_once,
+                revoke_missing_is_not_found,
+                schema_is_current,
+            }
             lifecycle {
                 close_makes_later_calls_fail,
+            }
+            events {
+                create_reports_the_new_run,
+                success_reports_task_then_finished_run,
+                failures_report_errors_retries_and_dead_tasks,
+                branch_reports_skipped_nodes,
+                cancel_reports_cancelled_tasks_then_run,
+                start_child_reports_suspension_then_child,
+                replay_reports_the_run_resumed,
+            }
+            manage {
+                flow_versions_oldest_first,
+                flow_delete_keeps_finished_runs,
+                flow_delete_conflicts_while_run_live,
+                flow_delete_conflicts_while_a_task_is_dead,
+                run_list_filters_by_creation_time,
+                discard_cancels_dead_task_of_failed_run,
             }
         }
     };

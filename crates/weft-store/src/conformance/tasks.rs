@@ -66,6 +66,31 @@ pub async fn success_readies_successor(store: DynStore) {
     assert_eq!(task(&d, "c").state, TaskState::Waiting);
 }
 
+/// One result in a batch that cannot be applied (its flow version does not exist) does not
+/// cost the other results their effects: their successors still become ready.
+pub async fn one_bad_result_does_not_lose_the_batchs_effects(store: DynStore) {
+    let f = flow(&store, CHAIN).await;
+    let (id, fx) = start(&store, f.run(json!(null), T0)).await;
+    let good = ready(&fx, &id, "a");
+    let mut bad = good.clone();
+    bad.version = 999;
+    let result = |task, outcome| TaskResult {
+        task,
+        started_at: T0,
+        finished_at: T0 + 100,
+        outcome,
+    };
+    let fx = store
+        .task_complete(vec![
+            result(bad, Outcome::Succeeded(json!(1))),
+            result(good, Outcome::Succeeded(json!(2))),
+        ])
+        .await
+        .expect("a bad result is skipped, not an error for the batch");
+    assert_eq!(names(&fx), vec![(id.clone(), "b".into(), 1)]);
+    assert_eq!(task(&detail(&store, &id).await, "a").output, Some(json!(2)));
+}
+
 /// A join is ready only once every node it needs has succeeded.
 pub async fn join_waits_for_every_need(store: DynStore) {
     let f = flow(&store, JOIN).await;

@@ -1,0 +1,193 @@
+//! Management calls behind the v1 API: flow versions and deletion, retrying a failed run,
+//! reading and discarding dead tasks, batch cancels, and this process's worker.
+//!
+//! They live apart from `engine.rs` (the hot paths: starting runs, completions) because
+//! they are thin compositions of store calls that only operators make.
+
+use crate::engine::Engine;
+use crate::error::EngineError;
+use serde::Serialize;
+use weft_core::time::Millis;
+use weft_core::{RunState, TaskState};
+use weft_store::{DeadTask, DlqFilter, FlowRecord};
+
+/// One item of a batch: its own success or error, in request order.
+pub type BatchItem<T> = Result<T, EngineError>;
+
+/// One queue a worker serves.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueServed {
+    /// Queue name.
+    pub name: String,
+    /// Its concurrency limit.
+    pub concurrency: u32,
+    /// Attempts of it running now.
+    pub running: u32,
+}
+
+/// A worker process. Embedded weft has exactly one (itself); a multi-process store fills
+/// the same shape from its workers table, so `heartbeat_age_ms` is 0 here.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkerInfo {
+    /// Worker id (a UUID v7 made at start).
+    pub id: String,
+    /// Host name.
+    pub hostname: String,
+    /// Process id.
+    pub pid: u32,
+    /// Queues it serves.
+    pub queues: Vec<QueueServed>,
+    /// When it started.
+    pub started_at: Millis,
+    /// Milliseconds since its last heartbeat.
+    pub heartbeat_age_ms: u64,
+    /// Attempts running now across its queues.
+    pub load: u32,
+}
+
+impl Engine {
+    /// Every stored version of a flow, oldest first.
+    pub async fn flow_versions(&self, name: &str) -> Result<Vec<FlowRecord>, EngineError> {
+        let versions = self.inner.store.flow_versions(name).await?;
+        if versions.is_empty() {
+            return Err(EngineError::NotFound(format!("flow {name}")));
+        }
+        Ok(versions)
+    }
+
+    /// Deletes a flow (every version); its finished runs stay readable. Refused while a run
+    /// of it is queued or running or has a dead task. Returns how many versions were deleted.
+    pub async fn flow_delete(&self, name: &str) -> Result<u32, EngineError> {
+        let n = self.inner.store.flow_delete(name).await?;
+        self.inner.forget_flow(name);
+        Ok(n)
+    }
+
+    /// Retries a failed run: every dead task gets a fresh set of attempts and the run
+    /// resumes. Returns the replayed nodes. 409 unless the run is `failed` with dead tasks.
+    pub async fn run_retry(&self, id: &str) -> Result<Vec<String>, EngineError> {
+        let detail = self
+            .inner
+            .store
+            .run_get(id)
+            .await?
+            .ok_or_else(|| EngineError::NotFound(format!("run {id}")))?;
+        if detail.run.state != RunState::Failed {
+            return Err(EngineError::Conflict(format!(
+                "run {id} is {}; only a failed run can be retried",
+                detail.run.state
+            )));
+        }
+        let dead: Vec<String> = detail
+            .tasks
+            .into_iter()
+            .filter(|t| t.state == TaskState::Dead)
+            .map(|t| t.node)
+            .collect();
+        if dead.is_empty() {
+            return Err(EngineError::Conflict(format!(
+                "run {id} has no dead tasks left to retry (they were discarded)"
+            )));
+        }
+        for node in &dead {
+            self.dlq_replay(id, node).await?;
+        }
+        Ok(dead)
+    }
+
+    /// Cancels many runs; each gets its own result, in order.
+    pub async fn run_cancel_many(&self, ids: &[String]) -> Vec<BatchItem<()>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push(self.run_cancel(id).await);
+        }
+        out
+    }
+
+    /// One dead task.
+    pub async fn dlq_get(&self, run_id: &str, node: &str) -> Result<DeadTask, EngineError> {
+        let not_found = || EngineError::NotFound(format!("dead task {node} of run {run_id}"));
+        let detail = self
+            .inner
+            .store
+            .run_get(run_id)
+            .await?
+            .ok_or_else(not_found)?;
+        let task = detail
+            .tasks
+            .into_iter()
+            .find(|t| t.node == node && t.state == TaskState::Dead)
+            .ok_or_else(not_found)?;
+        Ok(DeadTask {
+            run_id: detail.run.id,
+            flow: detail.run.flow,
+            node: task.node,
+            error: task.error,
+            attempts: task.attempts,
+            dead_at: task.finished_at.unwrap_or(detail.run.created_at),
+        })
+    }
+
+    /// Discards a dead task of a failed run: it becomes `cancelled` and the run stays
+    /// `failed` for good (unless another dead task of it is replayed).
+    pub async fn dlq_discard(&self, run_id: &str, node: &str) -> Result<(), EngineError> {
+        Ok(self.inner.store.dlq_discard(run_id, node).await?)
+    }
+
+    /// Replays many dead tasks; each gets its own result, in order.
+    pub async fn dlq_replay_many(&self, items: &[(String, String)]) -> Vec<BatchItem<()>> {
+        let mut out = Vec::with_capacity(items.len());
+        for (run, node) in items {
+            out.push(self.dlq_replay(run, node).await);
+        }
+        out
+    }
+
+    /// The dead tasks a replay by filter would take: at most `limit` matching `flow`/`node`.
+    pub async fn dlq_select(
+        &self,
+        flow: Option<String>,
+        node: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<(String, String)>, EngineError> {
+        let filter = DlqFilter { flow, node, limit };
+        let dead = self.inner.store.dlq_list(&filter).await?;
+        Ok(dead.into_iter().map(|d| (d.run_id, d.node)).collect())
+    }
+
+    /// The workers serving this store: here, this process.
+    pub fn workers(&self) -> Vec<WorkerInfo> {
+        let queues: Vec<QueueServed> = if self.inner.config.run_workers {
+            self.queue_list()
+                .into_iter()
+                .map(|q| QueueServed {
+                    name: q.name,
+                    concurrency: q.concurrency,
+                    running: q.running,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let load = queues.iter().map(|q| q.running).sum();
+        vec![WorkerInfo {
+            id: self.inner.worker_id.clone(),
+            hostname: hostname(),
+            pid: std::process::id(),
+            queues,
+            started_at: self.inner.started_at,
+            heartbeat_age_ms: 0,
+            load,
+        }]
+    }
+}
+
+/// This machine's name, without a libc call: the kernel's, then `$HOSTNAME`.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
