@@ -13,7 +13,6 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use weft_core::time::{Clock, SystemClock};
 use weft_store::ApiRole;
 
 /// Longest key name accepted.
@@ -60,7 +59,7 @@ pub(crate) async fn create(
             "name is longer than {MAX_NAME} bytes"
         )));
     }
-    let issued = crate::issue_key(body.role, body.name, SystemClock.now_ms());
+    let issued = crate::issue_key(body.role, body.name, gw.engine.now_ms());
     let rec = gw.engine.apikey_create(&issued.record).await?;
     gw.keys.refresh().await?;
     let out = json!({

@@ -73,11 +73,13 @@ fn parse_token(token: &str) -> Option<(&str, &str)> {
     (!id.is_empty() && !secret.is_empty()).then_some((id, secret))
 }
 
-/// The least role a request needs: reads are for viewers; starting, cancelling, retrying
-/// and replaying (any `POST` under `/v1/runs` or `/v1/dlq`) for operators; everything else
-/// (flows, queues, deletes, keys) for admins.
+/// The least role a request needs: reads are for viewers (except keys); starting,
+/// cancelling, retrying and replaying (any `POST` under `/v1/runs` or `/v1/dlq`) for
+/// operators; everything else (flows, queues, deletes, anything under `/v1/keys`) for admins.
 pub(crate) fn required_role(method: &Method, path: &str) -> ApiRole {
-    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+    if under(path, "/v1/keys") {
+        ApiRole::Admin
+    } else if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         ApiRole::Viewer
     } else if *method == Method::POST && (under(path, "/v1/runs") || under(path, "/v1/dlq")) {
         ApiRole::Operator
@@ -110,7 +112,7 @@ pub(crate) struct Keys {
     /// When the set was last loaded, in ms since `base` (an atomic: read on every request).
     loaded_ms: AtomicU64,
     base: Instant,
-    /// Serializes loads done on a request's behalf.
+    /// Serializes loads (see [`Keys::refresh`]).
     load: tokio::sync::Mutex<()>,
 }
 
@@ -136,7 +138,16 @@ impl Keys {
     }
 
     /// Re-reads the keys from the store now.
+    ///
+    /// Loads are serialized (the refresher, a request finding the set stale, a key change
+    /// over HTTP): overlapping reads could finish out of order and put back an older set.
     pub async fn refresh(&self) -> Result<(), ApiError> {
+        let _serial = self.load.lock().await;
+        self.reload().await
+    }
+
+    /// [`Keys::refresh`], with `load` held by the caller.
+    async fn reload(&self) -> Result<(), ApiError> {
         let keys = self.engine.apikey_list().await?;
         let set: KeySet = keys
             .into_iter()
@@ -168,7 +179,7 @@ impl Keys {
         }
         let _guard = self.load.lock().await;
         if (self.set.read().is_none() || !fresh(self))
-            && let Err(e) = self.refresh().await
+            && let Err(e) = self.reload().await
         {
             let Some(old) = self.set.read().clone() else {
                 return Err(e);
@@ -291,6 +302,7 @@ mod tests {
         assert_eq!(role(Method::PUT, "/v1/queues/q"), ApiRole::Admin);
         assert_eq!(role(Method::DELETE, "/v1/runs/x"), ApiRole::Admin);
         assert_eq!(role(Method::POST, "/v1/runsx"), ApiRole::Admin);
+        assert_eq!(role(Method::GET, "/v1/keys"), ApiRole::Admin);
     }
 
     #[test]

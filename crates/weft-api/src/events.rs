@@ -10,6 +10,7 @@
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -146,7 +147,7 @@ fn lag_json(lag: Lagged) -> serde_json::Value {
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this seq"),
     ),
     responses(
-        (status = 200, description = "Server-sent events: `run`, `node`, `gap`, `error`", content_type = "text/event-stream", body = String),
+        (status = 200, description = "Server-sent events: `run`, `node`, `gap`, `error`", content_type = "text/event-stream", body = crate::openapi::SseEventDoc),
         (status = 400, body = crate::openapi::ErrorBody),
     ))]
 pub(crate) async fn sse(
@@ -192,9 +193,13 @@ pub(crate) async fn ws(
     State(engine): State<Engine>,
     headers: HeaderMap,
     ApiQuery(q): ApiQuery<EventsQuery>,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let (filter, after) = q.parse(&headers)?;
+    // Without this, axum answers a plain GET with a text/plain 400.
+    let upgrade = upgrade.map_err(|e| {
+        ApiError::bad_request(format!("this endpoint speaks WebSocket: {}", e.body_text()))
+    })?;
     let sub = engine.watch(after, filter);
     Ok(upgrade
         .on_upgrade(move |socket| serve_ws(socket, Feed::new(sub)))

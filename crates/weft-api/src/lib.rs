@@ -14,6 +14,7 @@
 //! - `GET /v1/dlq?flow=&node=&limit=`, `POST /v1/dlq/{run_id}/{node}/replay`
 //! - `GET /v1/queues`, `PUT /v1/queues/{name}`
 //! - `GET /ready`, `GET /metrics`, `GET /v1/cluster` (see `ops.rs`)
+//! - `GET /v1/keys`, `POST /v1/keys`, `DELETE /v1/keys/{id}` (admins; see `apikeys.rs`)
 //!
 //! - `GET /v1/events?run=&flow=&types=&since=` (SSE), `GET /v1/events/ws` (WebSocket)
 //!
@@ -23,6 +24,7 @@
 //! Every route is wrapped in the gateway's protections — API keys and roles, rate limits,
 //! load shedding and a request timeout — described in `gateway.rs`.
 
+mod apikeys;
 mod auth;
 mod error;
 mod events;
@@ -129,6 +131,7 @@ pub fn router(engine: Engine, opts: ApiOptions) -> Router {
         .route("/v1/events", get(events::sse))
         .route("/v1/events/ws", get(events::ws))
         .merge(ops::routes(gw.clone()))
+        .merge(apikeys::routes(gw.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(opts.max_body_bytes));

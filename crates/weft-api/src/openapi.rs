@@ -32,8 +32,9 @@ use utoipa::{OpenApi, ToSchema};
         workers::list,
         crate::events::sse, crate::events::ws,
         crate::ops::ready, crate::ops::prometheus, crate::ops::cluster,
+        crate::apikeys::list, crate::apikeys::create, crate::apikeys::revoke,
     ),
-    components(schemas(ErrorBody, ErrorObject, BatchItemError, IssueDoc, diff::FieldChange, diff::NodeChange)),
+    components(schemas(SseEventDoc, ErrorBody, ErrorObject, BatchItemError, IssueDoc, diff::FieldChange, diff::NodeChange)),
     modifiers(&CommonErrors),
     tags((name = "flows"), (name = "runs"), (name = "dlq"), (name = "queues"), (name = "workers"), (name = "ops"), (name = "events"))
 )]
@@ -113,6 +114,20 @@ impl utoipa::Modify for CommonErrors {
     responses((status = 200, description = "This document", body = Object)))]
 pub(crate) async fn spec() -> Json<Value> {
     Json(spec_json())
+}
+
+/// One server-sent event as it is framed on the wire (`event:`, `id:`, `data:` lines);
+/// `data` is the event's JSON text.
+#[derive(ToSchema)]
+pub(crate) struct SseEventDoc {
+    /// `run`, `node`, `gap` or `error`.
+    event: Option<String>,
+    /// The event's `seq` (absent on `gap` and `error`).
+    id: Option<String>,
+    /// The event as JSON text.
+    data: String,
+    /// Reconnection delay hint, in ms (not sent today).
+    retry: Option<i64>,
 }
 
 /// Every error: `{"error": {...}}`.

@@ -39,6 +39,11 @@ impl Engine {
         &self.inner.worker_id
     }
 
+    /// The engine clock's time (ms since the epoch).
+    pub fn now_ms(&self) -> i64 {
+        self.inner.now()
+    }
+
     /// When this engine started (ms since the epoch).
     pub fn started_at(&self) -> i64 {
         self.inner.started_at
