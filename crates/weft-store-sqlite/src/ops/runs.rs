@@ -1,0 +1,175 @@
+//! Creating and cancelling runs.
+
+use super::*;
+
+impl W {
+    pub(crate) fn run_create(&mut self, run: &NewRun, fx: &mut Effects) -> R<RunCreated> {
+        if let Some(key) = &run.idempotency_key {
+            let existing: Option<String> = db(self
+                .conn
+                .prepare_cached("SELECT id FROM runs WHERE flow = ?1 AND idem = ?2")
+                .and_then(|mut s| {
+                    s.query_row(params![run.flow.name(), key], |r| r.get(0))
+                        .optional()
+                }))?;
+            if let Some(id) = existing {
+                return Ok(RunCreated { id, created: false });
+            }
+        }
+        let flow = &run.flow;
+        let input =
+            serde_json::to_string(&run.input).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (parent_run, parent_node) = match &run.parent {
+            Some((r, n)) => (Some(r.as_str()), Some(n.as_str())),
+            None => (None, None),
+        };
+        db(self
+            .conn
+            .prepare_cached(
+                "INSERT INTO runs (id, flow, version, state, input, idem, parent_run, parent_node, active, created_at)
+                 VALUES (?1, ?2, ?3, ?10, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    run.id,
+                    flow.name(),
+                    run.version,
+                    input,
+                    run.idempotency_key,
+                    parent_run,
+                    parent_node,
+                    flow.roots.len() as i64,
+                    run.created_at,
+                    initial_state(flow).as_str()
+                ])
+            }))?;
+        fx.changes.push(Change::RunCreated {
+            run_id: run.id.clone(),
+            flow: flow.name().to_string(),
+            state: initial_state(flow),
+            at: run.created_at,
+        });
+        let now = run.created_at;
+        for (idx, node) in flow.nodes.iter().enumerate() {
+            let is_root = node.needs.is_empty();
+            let (state, due) = match (is_root, node.kind) {
+                (false, _) => ("waiting", None),
+                (true, NodeKind::Delay) => (
+                    "pending",
+                    Some(now + node.delay.unwrap_or_default().as_millis() as Millis),
+                ),
+                (true, _) => ("ready", None),
+            };
+            db(self
+                .conn
+                .prepare_cached(
+                    "INSERT INTO tasks (run_id, node, idx, state, waiting, ok, attempt, queue, priority, scheduled_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 0, 1, ?6, ?7, ?8)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![run.id, node.name, idx as i64, state, node.needs.len() as i64, node.queue, node.priority, due])
+                }))?;
+            if let Some(due) = due {
+                fx.next_due = Some(fx.next_due.map_or(due, |d: Millis| d.min(due)));
+            } else if is_root {
+                fx.ready
+                    .push(ReadyTask::of(&run.id, flow, run.version, node, 1));
+            }
+        }
+        Ok(RunCreated {
+            id: run.id.clone(),
+            created: true,
+        })
+    }
+
+    pub(crate) fn run_cancel(&mut self, id: &str, fx: &mut Effects) -> R<()> {
+        let now = self.now();
+        let row: Option<(String, Millis, Option<String>, Option<String>)> = db(self
+            .conn
+            .prepare_cached(
+                "UPDATE runs SET state = 'cancelled', active = 0, finished_at = ?2
+                 WHERE id = ?1 AND state IN ('queued', 'running', 'failed')
+                 RETURNING flow, created_at, parent_run, parent_node",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![id, now], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .optional()
+            }))?;
+        let Some((flow, created_at, parent_run, parent_node)) = row else {
+            let state: Option<String> = db(self
+                .conn
+                .prepare_cached("SELECT state FROM runs WHERE id = ?1")
+                .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional()))?;
+            return Err(match state {
+                None => StoreError::NotFound(format!("run {id}")),
+                Some(s) => StoreError::Conflict(format!("run {id} is already {s}")),
+            });
+        };
+        let cancelled: Vec<(String, u32)> = db(self
+            .conn
+            .prepare_cached(
+                "UPDATE tasks SET state = 'cancelled', finished_at = ?2
+                 WHERE run_id = ?1 AND state IN ('waiting', 'pending', 'ready', 'running', 'suspended')
+                 RETURNING node, attempt",
+            )
+            .and_then(|mut s| s.query_map(params![id, now], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()))?;
+        for (node, attempt) in cancelled {
+            fx.changes.push(Change::Task(TaskChange {
+                run_id: id.to_string(),
+                flow: flow.clone(),
+                node,
+                state: TaskState::Cancelled,
+                attempt,
+                error: None,
+                next_attempt_at: None,
+                at: now,
+            }));
+        }
+        fx.cancelled.push(id.to_string());
+        let finished = FinishedRun {
+            id: id.to_string(),
+            flow,
+            state: RunState::Cancelled,
+            created_at,
+            finished_at: now,
+        };
+        fx.changes.push(Change::RunFinished {
+            run: finished.clone(),
+            error: None,
+        });
+        fx.finished.push(finished);
+        let children: Vec<String> = db(self
+            .conn
+            .prepare_cached("SELECT id FROM runs WHERE parent_run = ?1 AND state IN ('queued', 'running', 'failed')")
+            .and_then(|mut s| s.query_map([id], |r| r.get(0))?.collect()))?;
+        for child in children {
+            self.run_cancel(&child, fx)?;
+        }
+        if let (Some(parent), Some(node)) = (parent_run, parent_node) {
+            let outcome = Outcome::Failed {
+                error: format!("child run {id} was cancelled"),
+                retryable: false,
+            };
+            self.resume_parent(&parent, &node, outcome, fx)?;
+        }
+        Ok(())
+    }
+
+    // ---- tasks ------------------------------------------------------------------------
+}
+
+/// A run starts `queued` (waiting for a worker), or `running` when a root is a `delay`
+/// whose timer starts at once.
+pub(super) fn initial_state(flow: &CompiledFlow) -> RunState {
+    if flow
+        .roots
+        .iter()
+        .any(|&r| flow.nodes[r].kind == NodeKind::Delay)
+    {
+        RunState::Running
+    } else {
+        RunState::Queued
+    }
+}
