@@ -108,7 +108,7 @@ impl FlowStore for SqliteStore {
     async fn flow_get(&self, name: &str, version: Option<u32>) -> StoreResult<Option<FlowRecord>> {
         let name = name.to_string();
         self.readers
-            .with(move |c| read::flow_get(c, &name, version))
+            .point(move |c| read::flow_get(c, &name, version))
             .await
     }
     async fn flow_list(&self) -> StoreResult<Vec<FlowRecord>> {
@@ -142,7 +142,7 @@ impl RunStore for SqliteStore {
     }
     async fn run_get(&self, id: &str) -> StoreResult<Option<RunDetail>> {
         let id = id.to_string();
-        self.readers.with(move |c| read::run_get(c, &id)).await
+        self.readers.point(move |c| read::run_get(c, &id)).await
     }
     async fn run_list(&self, filter: &RunFilter) -> StoreResult<Vec<RunRecord>> {
         let filter = filter.clone();
@@ -207,7 +207,7 @@ impl TaskStore for SqliteStore {
     ) -> StoreResult<(Value, serde_json::Map<String, Value>)> {
         let (run_id, nodes) = (run_id.to_string(), nodes.to_vec());
         self.readers
-            .with(move |c| read::task_inputs(c, &run_id, &nodes))
+            .point(move |c| read::task_inputs(c, &run_id, &nodes))
             .await
     }
 }
@@ -267,7 +267,7 @@ impl ApiKeyStore for SqliteStore {
 #[async_trait]
 impl HealthStore for SqliteStore {
     async fn schema_version(&self) -> StoreResult<SchemaVersion> {
-        let found = self.readers.with(keys::schema_version).await?;
+        let found = self.readers.point(keys::schema_version).await?;
         Ok(SchemaVersion {
             found,
             expected: SCHEMA_VERSION,
