@@ -1,0 +1,345 @@
+//! weft's PostgreSQL store: the storage contract of `weft-store` on a shared database, so
+//! several weft processes can work on one set of flows and runs.
+//!
+//! - **Client**: tokio-postgres over a bounded deadpool pool; every statement is prepared once
+//!   per connection and cached.
+//! - **Schema**: embedded numbered migrations ([`SCHEMA_VERSION`]) applied by
+//!   [`PostgresStore::migrate`] under an advisory lock; all tables live in one schema
+//!   ([`PgOptions::schema`]), selected through each connection's `search_path`.
+//! - **History** (`runs`, `tasks`) is range-partitioned by day of the creation time encoded
+//!   in the run's UUID v7 id, so lookups by id prune to one partition and retention drops
+//!   whole partitions ([`PostgresStore::drop_partitions_older_than`]). See `partition`.
+//! - **Writes** are one transaction per call, whatever the batch size: runs and tasks are
+//!   inserted with `unnest` arrays, attempt results are applied set-wise (see `write`).
+//!
+//! DAG progress uses the same counters as the SQLite driver (docs/decisions/0003); claims
+//! stay in the engine's memory for now (docs/decisions/0002), with `lease_owner` and
+//! `lease_until` columns reserved on `tasks` for claiming in the database.
+
+mod conv;
+mod migrate;
+mod partition;
+mod read;
+mod write;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Client, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use parking_lot::Mutex;
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use weft_core::time::{Clock, Millis, SystemClock};
+use weft_core::{CompiledFlow, FlowSpec};
+use weft_store::*;
+
+pub use migrate::SCHEMA_VERSION;
+pub use partition::DAY_MS;
+
+/// Default number of pooled connections.
+pub const DEFAULT_POOL_SIZE: usize = 16;
+/// Default time allowed to open one connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default time a call waits for a free pooled connection.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default schema.
+pub const DEFAULT_SCHEMA: &str = "public";
+
+/// Options for connecting.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// The schema holding weft's tables (default [`DEFAULT_SCHEMA`], `public`). A plain
+    /// lowercase identifier: letters, digits and `_`, not starting with a digit.
+    pub schema: Option<String>,
+    /// Most connections open at once (default [`DEFAULT_POOL_SIZE`], 16).
+    pub pool_size: usize,
+    /// Time allowed to open one connection (default [`DEFAULT_CONNECT_TIMEOUT`], 5 s).
+    pub connect_timeout: Duration,
+    /// Time a call waits for a free connection before failing as unavailable (default
+    /// [`DEFAULT_ACQUIRE_TIMEOUT`], 30 s).
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PgOptions {
+    fn default() -> Self {
+        Self {
+            schema: None,
+            pool_size: DEFAULT_POOL_SIZE,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            acquire_timeout: DEFAULT_ACQUIRE_TIMEOUT,
+        }
+    }
+}
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    pool: Pool,
+    schema: String,
+    /// Where the server is, for messages (never the password).
+    endpoint: String,
+    closed: AtomicBool,
+    /// Compiled flow versions, by (name, version).
+    flows: Mutex<HashMap<(String, u32), Arc<CompiledFlow>>>,
+    /// Days whose partitions are known to exist.
+    partitions: Mutex<HashSet<i64>>,
+    clock: Box<dyn Clock>,
+}
+
+/// Checks a schema name is a plain lowercase identifier (safe unquoted in SQL and options).
+fn check_schema(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    if !first_ok
+        || name.len() > 63
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err(format!(
+            "invalid PostgreSQL schema name {name:?}: use lowercase letters, digits and _ (not starting with a digit, at most 63 characters)"
+        ));
+    }
+    Ok(())
+}
+
+/// `host:port` of the first server in `cfg`, for messages.
+fn endpoint(cfg: &tokio_postgres::Config) -> String {
+    let host = match cfg.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = cfg.get_ports().first().copied().unwrap_or(5432);
+    format!("{host}:{port}")
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (a `postgres://` URL or a `key=value` string) and
+    /// checks that a connection opens. It does not migrate: call [`Self::migrate`].
+    pub async fn connect(url: &str, opts: PgOptions) -> Result<Arc<Self>, String> {
+        let mut cfg = tokio_postgres::Config::from_str(url)
+            .map_err(|e| format!("invalid PostgreSQL URL: {e}"))?;
+        let schema = opts.schema.unwrap_or_else(|| DEFAULT_SCHEMA.to_string());
+        check_schema(&schema)?;
+        if opts.pool_size == 0 {
+            return Err("PostgreSQL pool_size must be at least 1".into());
+        }
+        let options = match cfg.get_options() {
+            Some(o) if !o.is_empty() => format!("{o} -c search_path={schema}"),
+            _ => format!("-c search_path={schema}"),
+        };
+        cfg.options(&options);
+        if cfg.get_application_name().is_none() {
+            cfg.application_name("weft");
+        }
+        cfg.connect_timeout(opts.connect_timeout);
+        let endpoint = endpoint(&cfg);
+        let manager = Manager::from_config(
+            cfg,
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(opts.pool_size)
+            .wait_timeout(Some(opts.acquire_timeout))
+            .create_timeout(Some(opts.connect_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| format!("cannot set up the PostgreSQL pool: {e}"))?;
+        let store = Arc::new(Self {
+            pool,
+            schema,
+            endpoint,
+            closed: AtomicBool::new(false),
+            flows: Mutex::new(HashMap::new()),
+            partitions: Mutex::new(HashSet::new()),
+            clock: Box::new(SystemClock),
+        });
+        drop(store.pool.get().await.map_err(|e| store.connect_error(e))?);
+        Ok(store)
+    }
+
+    fn connect_error(&self, e: deadpool_postgres::PoolError) -> String {
+        let why = match e {
+            deadpool_postgres::PoolError::Backend(e) => conv::describe(&e),
+            deadpool_postgres::PoolError::Timeout(_) => "timed out".into(),
+            other => other.to_string(),
+        };
+        format!("cannot connect to PostgreSQL at {}: {why}", self.endpoint)
+    }
+
+    /// Brings the schema up to [`SCHEMA_VERSION`] (creating the schema if needed). Safe to
+    /// call from several processes at once; refuses a database from a newer weft.
+    pub async fn migrate(&self) -> Result<(), String> {
+        let mut client = self.pool.get().await.map_err(|e| self.connect_error(e))?;
+        migrate::migrate(&mut client, &self.schema).await?;
+        Ok(())
+    }
+
+    /// The schema this store uses.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// A pooled connection, unless the store is closed.
+    pub(crate) async fn client(&self) -> StoreResult<Client> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        self.pool.get().await.map_err(conv::pool)
+    }
+
+    pub(crate) fn now(&self) -> Millis {
+        self.clock.now_ms()
+    }
+
+    /// A compiled flow version, from the cache or the `flows` table.
+    pub(crate) async fn flow(
+        &self,
+        client: &impl deadpool_postgres::GenericClient,
+        name: &str,
+        version: u32,
+    ) -> StoreResult<Arc<CompiledFlow>> {
+        if let Some(f) = self.flows.lock().get(&(name.to_string(), version)) {
+            return Ok(f.clone());
+        }
+        let stmt = client
+            .prepare_cached("SELECT spec FROM flows WHERE name = $1 AND version = $2")
+            .await
+            .map_err(conv::db)?;
+        let row = client
+            .query_opt(&stmt, &[&name, &(version as i32)])
+            .await
+            .map_err(conv::db)?
+            .ok_or_else(|| StoreError::NotFound(format!("flow {name} version {version}")))?;
+        let text: String = conv::col(&row, 0)?;
+        let spec: FlowSpec = serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("flow {name}: {e}")))?;
+        let compiled = Arc::new(
+            weft_core::compile(&spec)
+                .map_err(|e| StoreError::Corrupt(format!("flow {name}: {e}")))?,
+        );
+        self.flows
+            .lock()
+            .insert((name.to_string(), version), compiled.clone());
+        Ok(compiled)
+    }
+}
+
+#[async_trait]
+impl FlowStore for PostgresStore {
+    async fn flow_put(&self, spec: &FlowSpec) -> StoreResult<(FlowRecord, bool)> {
+        write::flow_put(self, spec).await
+    }
+    async fn flow_get(&self, name: &str, version: Option<u32>) -> StoreResult<Option<FlowRecord>> {
+        read::flow_get(&self.client().await?, name, version).await
+    }
+    async fn flow_list(&self) -> StoreResult<Vec<FlowRecord>> {
+        read::flow_list(&self.client().await?).await
+    }
+    async fn flow_versions(&self, name: &str) -> StoreResult<Vec<FlowRecord>> {
+        read::flow_versions(&self.client().await?, name).await
+    }
+    async fn flow_delete(&self, name: &str) -> StoreResult<u32> {
+        write::flow_delete(self, name).await
+    }
+}
+
+#[async_trait]
+impl RunStore for PostgresStore {
+    async fn run_create(&self, runs: Vec<NewRun>) -> StoreResult<(Vec<RunCreated>, Effects)> {
+        write::run_create(self, runs).await
+    }
+    async fn run_get(&self, id: &str) -> StoreResult<Option<RunDetail>> {
+        read::run_get(&self.client().await?, id).await
+    }
+    async fn run_list(&self, filter: &RunFilter) -> StoreResult<Vec<RunRecord>> {
+        read::run_list(&self.client().await?, filter).await
+    }
+    async fn run_cancel(&self, id: &str) -> StoreResult<Effects> {
+        write::run_cancel(self, id).await
+    }
+}
+
+#[async_trait]
+impl TaskStore for PostgresStore {
+    async fn task_complete(&self, results: Vec<TaskResult>) -> StoreResult<Effects> {
+        write::task_complete(self, results).await
+    }
+    async fn task_promote_due(&self, now: Millis) -> StoreResult<Effects> {
+        write::promote_due(self, now).await
+    }
+    async fn task_recover(&self) -> StoreResult<Effects> {
+        read::recover(&self.client().await?).await
+    }
+    async fn task_inputs(
+        &self,
+        run_id: &str,
+        nodes: &[String],
+    ) -> StoreResult<(Value, serde_json::Map<String, Value>)> {
+        read::task_inputs(&self.client().await?, run_id, nodes).await
+    }
+}
+
+#[async_trait]
+impl DlqStore for PostgresStore {
+    async fn dlq_list(&self, filter: &DlqFilter) -> StoreResult<Vec<DeadTask>> {
+        read::dlq_list(&self.client().await?, filter).await
+    }
+    async fn dlq_replay(&self, run_id: &str, node: &str) -> StoreResult<Effects> {
+        write::dlq_replay(self, run_id, node).await
+    }
+    async fn dlq_discard(&self, run_id: &str, node: &str) -> StoreResult<()> {
+        write::dlq_discard(self, run_id, node).await
+    }
+}
+
+#[async_trait]
+impl QueueStore for PostgresStore {
+    async fn queue_list(&self) -> StoreResult<Vec<QueueSettings>> {
+        read::queue_list(&self.client().await?).await
+    }
+    async fn queue_put(&self, settings: &QueueSettings) -> StoreResult<()> {
+        write::queue_put(&self.client().await?, settings).await
+    }
+}
+
+#[async_trait]
+impl ApiKeyStore for PostgresStore {
+    async fn apikey_create(&self, key: &NewApiKey) -> StoreResult<ApiKeyRecord> {
+        write::apikey_create(&self.client().await?, key).await
+    }
+    async fn apikey_list(&self) -> StoreResult<Vec<ApiKeyRecord>> {
+        read::apikey_list(&self.client().await?).await
+    }
+    async fn apikey_revoke(&self, id: &str, at: Millis) -> StoreResult<ApiKeyRecord> {
+        write::apikey_revoke(&self.client().await?, id, at).await
+    }
+}
+
+#[async_trait]
+impl HealthStore for PostgresStore {
+    async fn schema_version(&self) -> StoreResult<SchemaVersion> {
+        let found = migrate::found_version(&self.client().await?)
+            .await
+            .map_err(conv::db)?;
+        Ok(SchemaVersion {
+            found,
+            expected: SCHEMA_VERSION,
+        })
+    }
+}
+
+impl Store for PostgresStore {
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.pool.close();
+    }
+}
