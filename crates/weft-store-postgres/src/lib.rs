@@ -12,9 +12,10 @@
 //! - **Writes** are one transaction per call, whatever the batch size: runs and tasks are
 //!   inserted with `unnest` arrays, attempt results are applied set-wise (see `write`).
 //!
-//! DAG progress uses the same counters as the SQLite driver (docs/decisions/0003); claims
-//! stay in the engine's memory for now (docs/decisions/0002), with `lease_owner` and
-//! `lease_until` columns reserved on `tasks` for claiming in the database.
+//! DAG progress uses the same counters as the SQLite driver (docs/decisions/0003). Workers
+//! sharing the database claim ready tasks with leases (`lease_owner`, `lease_until` on
+//! `tasks`, claimed with `FOR UPDATE SKIP LOCKED`), and singleton duties are held through
+//! leader leases (`leader_leases`); see `weft_store::ClaimStore`.
 
 mod conv;
 mod migrate;
@@ -285,6 +286,44 @@ impl TaskStore for PostgresStore {
         nodes: &[String],
     ) -> StoreResult<(Value, serde_json::Map<String, Value>)> {
         read::task_inputs(&self.client().await?, run_id, nodes).await
+    }
+}
+
+#[async_trait]
+impl ClaimStore for PostgresStore {
+    async fn task_claim(
+        &self,
+        worker: &str,
+        queue: &str,
+        limit: u32,
+        lease_until: Millis,
+    ) -> StoreResult<Vec<ReadyTask>> {
+        write::task_claim(self, worker, queue, limit, lease_until).await
+    }
+    async fn task_heartbeat(
+        &self,
+        worker: &str,
+        lease_until: Millis,
+    ) -> StoreResult<Vec<(String, String)>> {
+        write::task_heartbeat(self, worker, lease_until).await
+    }
+    async fn task_reap(&self, now: Millis) -> StoreResult<Effects> {
+        write::task_reap(self, now).await
+    }
+    async fn leader_acquire(
+        &self,
+        duty: &str,
+        holder: &str,
+        now: Millis,
+        ttl_ms: i64,
+    ) -> StoreResult<bool> {
+        write::leader_acquire(self, duty, holder, now, ttl_ms).await
+    }
+    async fn leader_release(&self, duty: &str, holder: &str) -> StoreResult<()> {
+        write::leader_release(self, duty, holder).await
+    }
+    async fn leader_get(&self, duty: &str, now: Millis) -> StoreResult<Option<(String, Millis)>> {
+        write::leader_get(self, duty, now).await
     }
 }
 

@@ -213,6 +213,65 @@ impl TaskStore for SqliteStore {
 }
 
 #[async_trait]
+impl ClaimStore for SqliteStore {
+    async fn task_claim(
+        &self,
+        worker: &str,
+        queue: &str,
+        limit: u32,
+        lease_until: Millis,
+    ) -> StoreResult<Vec<ReadyTask>> {
+        let (worker, queue) = (worker.to_string(), queue.to_string());
+        self.writer
+            .exec(move |w| w.task_claim(&worker, &queue, limit, lease_until))
+            .await
+    }
+    async fn task_heartbeat(
+        &self,
+        worker: &str,
+        lease_until: Millis,
+    ) -> StoreResult<Vec<(String, String)>> {
+        let worker = worker.to_string();
+        self.writer
+            .exec(move |w| w.task_heartbeat(&worker, lease_until))
+            .await
+    }
+    async fn task_reap(&self, now: Millis) -> StoreResult<Effects> {
+        self.writer
+            .exec(move |w| {
+                let mut fx = Effects::default();
+                w.task_reap(now, &mut fx)?;
+                Ok(fx)
+            })
+            .await
+    }
+    async fn leader_acquire(
+        &self,
+        duty: &str,
+        holder: &str,
+        now: Millis,
+        ttl_ms: i64,
+    ) -> StoreResult<bool> {
+        let (duty, holder) = (duty.to_string(), holder.to_string());
+        self.writer
+            .exec(move |w| w.leader_acquire(&duty, &holder, now, ttl_ms))
+            .await
+    }
+    async fn leader_release(&self, duty: &str, holder: &str) -> StoreResult<()> {
+        let (duty, holder) = (duty.to_string(), holder.to_string());
+        self.writer
+            .exec(move |w| w.leader_release(&duty, &holder))
+            .await
+    }
+    async fn leader_get(&self, duty: &str, now: Millis) -> StoreResult<Option<(String, Millis)>> {
+        let duty = duty.to_string();
+        self.readers
+            .point(move |c| read::leader_get(c, &duty, now))
+            .await
+    }
+}
+
+#[async_trait]
 impl DlqStore for SqliteStore {
     async fn dlq_list(&self, filter: &DlqFilter) -> StoreResult<Vec<DeadTask>> {
         let filter = filter.clone();

@@ -382,3 +382,14 @@ pub fn queue_list(c: &Connection) -> StoreResult<Vec<QueueSettings>> {
             }),
     )
 }
+
+/// Who holds `duty` and until when, if the lease has not ended at `now`.
+pub fn leader_get(c: &Connection, duty: &str, now: i64) -> StoreResult<Option<(String, i64)>> {
+    db(
+        c.prepare_cached("SELECT holder, until FROM leader_leases WHERE duty = ?1 AND until >= ?2")
+            .and_then(|mut s| {
+                s.query_row(params![duty, now], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            }),
+    )
+}

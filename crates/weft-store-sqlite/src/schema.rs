@@ -6,6 +6,7 @@ use rusqlite::Connection;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_api_keys.sql"),
+    include_str!("migrations/0003_claims.sql"),
 ];
 
 /// The schema version this build writes.

@@ -111,6 +111,62 @@ pub trait ApiKeyStore: Send + Sync {
     async fn apikey_revoke(&self, id: &str, at: Millis) -> StoreResult<ApiKeyRecord>;
 }
 
+/// Ownership of ready tasks by worker processes that share one database, and the leader
+/// lease for singleton duties (timer firing, lease reaping, retention).
+///
+/// An engine that is the only process on its database (`weft up` on SQLite) keeps claims
+/// in memory and never calls these. In a cluster every worker claims from the store:
+/// a claimed task stays `ready` but carries its worker and a lease deadline, is invisible
+/// to other claims, and its lease is extended by the worker's heartbeat. A task whose
+/// lease ran out (its worker died or lost the database) is handed back by
+/// [`ClaimStore::task_reap`] and runs again, as the same attempt: a lost worker does not
+/// use up the node's retries. Should the lost worker still report a result, the first
+/// result recorded wins and the other is ignored (at-least-once attempts, exactly-once
+/// state changes, as everywhere else).
+///
+/// Every transition into `ready` (a successor unblocked, a timer fired, a replay) leaves
+/// the task unclaimed.
+#[async_trait]
+pub trait ClaimStore: Send + Sync {
+    /// Claims up to `limit` unclaimed ready tasks of `queue` for `worker` until
+    /// `lease_until`: highest priority first, then the oldest run first. Concurrent
+    /// claims never return the same task. A paused queue still hands out tasks: pausing is
+    /// the worker's decision (it asks for `limit = 0`).
+    async fn task_claim(
+        &self,
+        worker: &str,
+        queue: &str,
+        limit: u32,
+        lease_until: Millis,
+    ) -> StoreResult<Vec<ReadyTask>>;
+    /// Extends every lease `worker` holds to `lease_until` and returns the tasks it still
+    /// holds. A task the worker is running that is missing from the answer is no longer
+    /// its own (cancelled, or reaped after the lease ran out): the worker stops it.
+    async fn task_heartbeat(
+        &self,
+        worker: &str,
+        lease_until: Millis,
+    ) -> StoreResult<Vec<(String, String)>>;
+    /// Hands back every claimed task whose lease ended before `now`: it becomes unclaimed
+    /// (ready for any worker) and its `error` notes the lost attempt ("lease of worker W
+    /// expired at T"). Effects list the tasks handed back.
+    async fn task_reap(&self, now: Millis) -> StoreResult<Effects>;
+    /// Takes or renews the lease named `duty` for `holder` until `now + ttl_ms`; true if
+    /// `holder` holds it now. Another holder's lease is taken only once it has ended.
+    async fn leader_acquire(
+        &self,
+        duty: &str,
+        holder: &str,
+        now: Millis,
+        ttl_ms: i64,
+    ) -> StoreResult<bool>;
+    /// Gives up `holder`'s lease on `duty` (a clean shutdown), so another process takes it
+    /// over at once instead of after the lease ends.
+    async fn leader_release(&self, duty: &str, holder: &str) -> StoreResult<()>;
+    /// Who holds `duty` and until when, if anyone holds it at `now`.
+    async fn leader_get(&self, duty: &str, now: Millis) -> StoreResult<Option<(String, Millis)>>;
+}
+
 /// The schema version a database is at, and the one the driver writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SchemaVersion {
@@ -130,7 +186,7 @@ pub trait HealthStore: Send + Sync {
 
 /// A complete store.
 pub trait Store:
-    FlowStore + RunStore + TaskStore + DlqStore + QueueStore + ApiKeyStore + HealthStore
+    FlowStore + RunStore + TaskStore + ClaimStore + DlqStore + QueueStore + ApiKeyStore + HealthStore
 {
     /// Flushes and closes; later calls fail with [`StoreError::Closed`].
     fn close(&self);

@@ -66,13 +66,15 @@ impl Cols {
 }
 
 const SUCCEED: &str =
-    "UPDATE tasks t SET state = 'succeeded', output = u.text, error = NULL, finished_at = u.at
+    "UPDATE tasks t SET state = 'succeeded', output = u.text, error = NULL, finished_at = u.at,
+         lease_owner = NULL, lease_until = NULL
      FROM unnest($1::text[], $2::int8[], $3::text[], $4::int4[], $5::text[], $6::int8[], $7::text[])
           AS u(run_id, ms, node, attempt, text, at, rec)
      WHERE t.run_id = u.run_id AND t.run_ms = u.ms AND t.node = u.node AND t.attempt = u.attempt
        AND t.state IN ('ready', 'running', 'suspended')
      RETURNING u.run_id, u.node, u.attempt";
 const RETRY: &str = "UPDATE tasks t SET state = 'pending', attempt = t.attempt + 1, scheduled_at = u.at, error = u.text,
+         lease_owner = NULL, lease_until = NULL,
          attempts = coalesce(t.attempts, '[]'::jsonb) || jsonb_build_array(u.rec::jsonb)
      FROM unnest($1::text[], $2::int8[], $3::text[], $4::int4[], $5::text[], $6::int8[], $7::text[])
           AS u(run_id, ms, node, attempt, text, at, rec)
@@ -81,6 +83,7 @@ const RETRY: &str = "UPDATE tasks t SET state = 'pending', attempt = t.attempt +
      RETURNING u.run_id, u.node, u.attempt";
 const KILL: &str =
     "UPDATE tasks t SET state = 'dead', error = u.text, finished_at = u.at, scheduled_at = NULL,
+         lease_owner = NULL, lease_until = NULL,
          attempts = coalesce(t.attempts, '[]'::jsonb) || jsonb_build_array(u.rec::jsonb)
      FROM unnest($1::text[], $2::int8[], $3::text[], $4::int4[], $5::text[], $6::int8[], $7::text[])
           AS u(run_id, ms, node, attempt, text, at, rec)
@@ -88,7 +91,7 @@ const KILL: &str =
        AND t.state IN ('ready', 'running', 'suspended')
      RETURNING u.run_id, u.node, u.attempt";
 // Only the current attempt of a live task may start a child: suspend first, create after.
-const SUSPEND: &str = "UPDATE tasks t SET state = 'suspended', child_run = u.text
+const SUSPEND: &str = "UPDATE tasks t SET state = 'suspended', child_run = u.text, lease_owner = NULL, lease_until = NULL
      FROM unnest($1::text[], $2::int8[], $3::text[], $4::int4[], $5::text[], $6::int8[], $7::text[])
           AS u(run_id, ms, node, attempt, text, at, rec)
      WHERE t.run_id = u.run_id AND t.run_ms = u.ms AND t.node = u.node AND t.attempt = u.attempt

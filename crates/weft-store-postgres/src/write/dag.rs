@@ -170,7 +170,7 @@ impl W<'_> {
                 let (r, m, n) = pick(&ready);
                 exec(
                     &self.tx,
-                    "UPDATE tasks t SET state = 'ready'
+                    "UPDATE tasks t SET state = 'ready', lease_owner = NULL, lease_until = NULL
                      FROM unnest($1::text[], $2::int8[], $3::text[]) AS u(run_id, ms, node)
                      WHERE t.run_id = u.run_id AND t.run_ms = u.ms AND t.node = u.node",
                     &[&r, &m, &n],

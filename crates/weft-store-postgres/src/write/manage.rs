@@ -57,7 +57,7 @@ pub(crate) async fn run_cancel(store: &PostgresStore, id: &str) -> StoreResult<E
         }
         let tasks = rows(
             &w.tx,
-            "UPDATE tasks SET state = 'cancelled', finished_at = $3
+            "UPDATE tasks SET state = 'cancelled', finished_at = $3, lease_owner = NULL, lease_until = NULL
              WHERE run_id = $1 AND run_ms = $2 AND state IN ('waiting', 'pending', 'ready', 'running', 'suspended')
              RETURNING node, attempt, idx",
             &[&run, &ms, &now],
@@ -180,7 +180,8 @@ pub(crate) async fn promote_due(store: &PostgresStore, now: Millis) -> StoreResu
     } else {
         rows(
             &w.tx,
-            "UPDATE tasks t SET state = 'ready', scheduled_at = CASE WHEN u.delay THEN t.scheduled_at END
+            "UPDATE tasks t SET state = 'ready', scheduled_at = CASE WHEN u.delay THEN t.scheduled_at END,
+                 lease_owner = NULL, lease_until = NULL
              FROM unnest($1::text[], $2::int8[], $3::text[], $4::int4[], $5::bool[])
                   AS u(run_id, ms, node, attempt, delay)
              WHERE t.run_id = u.run_id AND t.run_ms = u.ms AND t.node = u.node
@@ -271,7 +272,7 @@ pub(crate) async fn dlq_replay(
         .ok_or_else(|| StoreError::Corrupt(format!("unknown node {node}")))?;
     exec(
         &w.tx,
-        "UPDATE tasks SET state = 'ready', attempt = 1, finished_at = NULL
+        "UPDATE tasks SET state = 'ready', attempt = 1, finished_at = NULL, lease_owner = NULL, lease_until = NULL
          WHERE run_id = $1 AND run_ms = $2 AND node = $3",
         &[&run, &ms, &node],
     )
@@ -320,7 +321,8 @@ pub(crate) async fn dlq_discard(store: &PostgresStore, run: &str, node: &str) ->
     }
     exec(
         &w.tx,
-        "UPDATE tasks SET state = 'cancelled' WHERE run_id = $1 AND run_ms = $2 AND node = $3",
+        "UPDATE tasks SET state = 'cancelled', lease_owner = NULL, lease_until = NULL
+         WHERE run_id = $1 AND run_ms = $2 AND node = $3",
         &[&run, &ms, &node],
     )
     .await?;

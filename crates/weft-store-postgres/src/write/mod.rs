@@ -6,15 +6,19 @@
 //! DAG progress follows docs/decisions/0003 (counters `waiting`/`ok`/`doomed` per task,
 //! `active`/`dead` per run). By concern: [`create`] (runs and their tasks), [`apply`]
 //! (attempt results, in waves), [`dag`] (successors, activation, skips), [`finish`] (runs'
-//! ends, resuming parents), [`manage`] (cancel, timers, the DLQ); flows, queues and keys
-//! live here.
+//! ends, resuming parents), [`manage`] (cancel, timers, the DLQ), [`claims`] (tasks claimed
+//! by workers, leader leases); flows, queues and keys live here.
 
 mod apply;
+mod claims;
 mod create;
 mod dag;
 mod finish;
 mod manage;
 
+pub(crate) use claims::{
+    leader_acquire, leader_get, leader_release, task_claim, task_heartbeat, task_reap,
+};
 pub(crate) use manage::{dlq_discard, dlq_replay, promote_due, run_cancel};
 
 use crate::PostgresStore;

@@ -24,7 +24,7 @@ impl W {
             .ok_or_else(|| StoreError::Corrupt(format!("unknown node {node}")))?;
         db(self
             .conn
-            .prepare_cached("UPDATE tasks SET state = 'ready', attempt = 1, finished_at = NULL WHERE run_id = ?1 AND node = ?2")
+            .prepare_cached("UPDATE tasks SET state = 'ready', attempt = 1, finished_at = NULL, lease_owner = NULL, lease_until = NULL WHERE run_id = ?1 AND node = ?2")
             .and_then(|mut s| s.execute(params![run, node])))?;
         db(self
             .conn
@@ -58,7 +58,7 @@ impl W {
         }
         db(self
             .conn
-            .prepare_cached("UPDATE tasks SET state = 'cancelled' WHERE run_id = ?1 AND node = ?2")
+            .prepare_cached("UPDATE tasks SET state = 'cancelled', lease_owner = NULL, lease_until = NULL WHERE run_id = ?1 AND node = ?2")
             .and_then(|mut s| s.execute(params![run, node])))?;
         db(self
             .conn

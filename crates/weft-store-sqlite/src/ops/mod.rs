@@ -7,9 +7,10 @@
 //! zero the run is finished, in the same transaction as the completion that emptied it.
 //!
 //! By concern: [`runs`] (create, cancel), [`tasks`] (results and what follows them),
-//! [`timers`] (due timers, start-up recovery), [`dlq`] (replay, discard); flows, queues and
-//! the shared helpers live here.
+//! [`timers`] (due timers, start-up recovery), [`dlq`] (replay, discard), [`claims`] (tasks
+//! claimed by workers, leader leases); flows, queues and the shared helpers live here.
 
+mod claims;
 mod dlq;
 mod runs;
 mod tasks;

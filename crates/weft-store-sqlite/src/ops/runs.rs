@@ -110,7 +110,7 @@ impl W {
         let cancelled: Vec<(String, u32)> = db(self
             .conn
             .prepare_cached(
-                "UPDATE tasks SET state = 'cancelled', finished_at = ?2
+                "UPDATE tasks SET state = 'cancelled', finished_at = ?2, lease_owner = NULL, lease_until = NULL
                  WHERE run_id = ?1 AND state IN ('waiting', 'pending', 'ready', 'running', 'suspended')
                  RETURNING node, attempt",
             )

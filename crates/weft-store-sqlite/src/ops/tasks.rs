@@ -46,7 +46,8 @@ impl W {
                 let n = db(self
                     .conn
                     .prepare_cached(
-                        "UPDATE tasks SET state = 'succeeded', output = ?4, error = NULL, finished_at = ?5
+                        "UPDATE tasks SET state = 'succeeded', output = ?4, error = NULL, finished_at = ?5,
+                             lease_owner = NULL, lease_until = NULL
                          WHERE run_id = ?1 AND node = ?2 AND attempt = ?3 AND state IN ('ready', 'running', 'suspended')",
                     )
                     .and_then(|mut s| s.execute(params![key.run, node.name, attempt, text, finished_at])))?;
@@ -74,6 +75,7 @@ impl W {
                         .conn
                         .prepare_cached(
                             "UPDATE tasks SET state = 'pending', attempt = attempt + 1, scheduled_at = ?4, error = ?5,
+                                 lease_owner = NULL, lease_until = NULL,
                                  attempts = json_insert(coalesce(attempts, '[]'), '$[#]', json(?6))
                              WHERE run_id = ?1 AND node = ?2 AND attempt = ?3 AND state IN ('ready', 'running', 'suspended')",
                         )
@@ -93,6 +95,7 @@ impl W {
                     .conn
                     .prepare_cached(
                         "UPDATE tasks SET state = 'dead', error = ?4, finished_at = ?5, scheduled_at = NULL,
+                             lease_owner = NULL, lease_until = NULL,
                              attempts = json_insert(coalesce(attempts, '[]'), '$[#]', json(?6))
                          WHERE run_id = ?1 AND node = ?2 AND attempt = ?3 AND state IN ('ready', 'running', 'suspended')",
                     )
@@ -111,7 +114,7 @@ impl W {
                 let n = db(self
                     .conn
                     .prepare_cached(
-                        "UPDATE tasks SET state = 'suspended', child_run = ?4
+                        "UPDATE tasks SET state = 'suspended', child_run = ?4, lease_owner = NULL, lease_until = NULL
                          WHERE run_id = ?1 AND node = ?2 AND attempt = ?3 AND state IN ('ready', 'running')",
                     )
                     .and_then(|mut s| s.execute(params![key.run, node.name, attempt, child.id])))?;
@@ -221,7 +224,7 @@ impl W {
         } else {
             db(self
                 .conn
-                .prepare_cached("UPDATE tasks SET state = 'ready' WHERE run_id = ?1 AND node = ?2")
+                .prepare_cached("UPDATE tasks SET state = 'ready', lease_owner = NULL, lease_until = NULL WHERE run_id = ?1 AND node = ?2")
                 .and_then(|mut s| s.execute(params![key.run, node.name])))?;
             fx.ready
                 .push(ReadyTask::of(key.run, key.flow, key.version, node, 1));

@@ -30,7 +30,7 @@ impl W {
             if flow.nodes[idx].kind == NodeKind::Delay {
                 db(self
                     .conn
-                    .prepare_cached("UPDATE tasks SET state = 'ready' WHERE run_id = ?1 AND node = ?2 AND state = 'pending'")
+                    .prepare_cached("UPDATE tasks SET state = 'ready', lease_owner = NULL, lease_until = NULL WHERE run_id = ?1 AND node = ?2 AND state = 'pending'")
                     .and_then(|mut s| s.execute(params![run, node])))?;
                 let output = serde_json::json!({ "fired_at": weft_core::time::rfc3339(now), "due_at": weft_core::time::rfc3339(scheduled_at) });
                 self.apply_outcome(
@@ -45,7 +45,7 @@ impl W {
             } else {
                 db(self
                     .conn
-                    .prepare_cached("UPDATE tasks SET state = 'ready', scheduled_at = NULL WHERE run_id = ?1 AND node = ?2 AND state = 'pending'")
+                    .prepare_cached("UPDATE tasks SET state = 'ready', scheduled_at = NULL, lease_owner = NULL, lease_until = NULL WHERE run_id = ?1 AND node = ?2 AND state = 'pending'")
                     .and_then(|mut s| s.execute(params![run, node])))?;
                 let n = &flow.nodes[idx];
                 fx.ready

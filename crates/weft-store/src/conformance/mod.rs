@@ -32,6 +32,7 @@ use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 pub mod cancel;
+pub mod claims;
 pub mod dlq;
 pub mod events;
 mod fixture;
@@ -207,6 +208,18 @@ macro_rules! conformance_tests {
             }
             lifecycle {
                 close_makes_later_calls_fail,
+            }
+            claims {
+                claim_takes_each_task_once_by_priority,
+                claim_respects_queue_and_limit,
+                heartbeat_extends_and_lists_held_tasks,
+                reap_hands_back_expired_leases_as_the_same_attempt,
+                completed_claimed_task_readies_claimable_successor,
+                retried_task_is_claimable_after_backoff,
+                replayed_task_is_claimable,
+                late_result_of_lost_worker_is_applied_once,
+                leader_lease_goes_to_one_holder_at_a_time,
+                leader_release_hands_over_at_once,
             }
             events {
                 create_reports_the_new_run,
