@@ -27,6 +27,54 @@ pub struct EngineConfig {
     /// Live events a subscriber may leave unread before it is dropped as a slow consumer.
     /// Default [`DEFAULT_SUBSCRIBER_LAG`] (32,768).
     pub event_subscriber_lag: usize,
+    /// Set when this process shares its database with other weft processes: workers then
+    /// claim tasks from the store under leases instead of keeping them in memory, and
+    /// singleton duties run on one elected leader. `None` (the default) is one process
+    /// owning its store, as `weft up` on SQLite.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// Longest a claimed task stays with a worker that stopped heartbeating, by default.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
+/// How long a leader's lease lasts without renewal, by default: a dead leader is replaced
+/// within this plus one [`ClusterConfig::leader_retry`].
+pub const DEFAULT_LEADER_TTL: Duration = Duration::from_secs(5);
+
+/// How this process takes part in a cluster that shares one database.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// This process's name in leases and the workers list (unique per process).
+    pub node_id: String,
+    /// Whether this process may be elected to run singleton duties (timer firing, lease
+    /// reaping): the orchestrator role.
+    pub orchestrator: bool,
+    /// The queues this process's workers claim from; empty means every queue known from
+    /// the configuration, the stored queue settings and the applied flows.
+    pub worker_queues: Vec<String>,
+    /// How long a claim lasts; heartbeats renew it every third of it.
+    pub lease: Duration,
+    /// How long the leader's lease lasts.
+    pub leader_ttl: Duration,
+    /// How often a follower tries to become leader, and the leader renews.
+    pub leader_retry: Duration,
+    /// Longest a worker with free slots waits before asking the store for work again
+    /// (writes made by this process wake it at once).
+    pub poll: Duration,
+}
+
+impl ClusterConfig {
+    /// Defaults for a process named `node_id`.
+    pub fn new(node_id: impl Into<String>) -> Self {
+        Self {
+            node_id: node_id.into(),
+            orchestrator: true,
+            worker_queues: Vec::new(),
+            lease: DEFAULT_LEASE,
+            leader_ttl: DEFAULT_LEADER_TTL,
+            leader_retry: Duration::from_secs(1),
+            poll: Duration::from_millis(100),
+        }
+    }
 }
 
 impl Default for EngineConfig {
@@ -39,6 +87,7 @@ impl Default for EngineConfig {
             http_pool_idle_per_host: 32,
             event_buffer: DEFAULT_EVENT_BUFFER,
             event_subscriber_lag: DEFAULT_SUBSCRIBER_LAG,
+            cluster: None,
         }
     }
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
@@ -50,6 +50,8 @@ pub(crate) struct Inner {
     pub worker_id: String,
     /// When this engine started.
     pub started_at: Millis,
+    /// True while this process holds the cluster's leader lease (see `cluster`).
+    pub is_leader: AtomicBool,
 }
 
 /// A handle to a running engine. Cheap to clone.
@@ -145,10 +147,18 @@ impl Inner {
             .unwrap_or(self.config.default_concurrency);
         let q = Arc::new(Queue::new(name, limit, false));
         qs.insert(name.to_string(), q.clone());
-        if self.config.run_workers {
+        if self.config.run_workers && self.serves(name) {
             tokio::spawn(worker::dispatch(self.clone(), q.clone()));
         }
         q
+    }
+
+    /// Whether this process's workers take tasks of queue `name`.
+    pub fn serves(&self, name: &str) -> bool {
+        self.config.run_workers
+            && self.config.cluster.as_ref().is_none_or(|c| {
+                c.worker_queues.is_empty() || c.worker_queues.iter().any(|q| q == name)
+            })
     }
 
     /// Acts on what a committed write changed.
@@ -173,7 +183,16 @@ impl Inner {
                 }
             }
         }
-        if !fx.ready.is_empty() {
+        if !fx.ready.is_empty() && self.config.cluster.is_some() {
+            // In a cluster ready tasks stay in the store until a worker claims them; the
+            // local dispatchers are told to look now rather than at their next poll.
+            let names: HashSet<&str> = fx.ready.iter().map(|t| &*t.queue).collect();
+            for name in names {
+                if self.serves(name) {
+                    self.queue(name).wake.notify_one();
+                }
+            }
+        } else if !fx.ready.is_empty() {
             let mut by_queue: HashMap<Arc<str>, Vec<ReadyTask>> = HashMap::new();
             for t in fx.ready {
                 by_queue.entry(t.queue.clone()).or_default().push(t);
@@ -307,6 +326,7 @@ impl Engine {
         let (events, _) = broadcast::channel(65_536);
         let (completions, completions_rx) = tokio::sync::mpsc::unbounded_channel();
         let log = Arc::new(EventLog::new(config.event_buffer));
+        let config_node_id = config.cluster.as_ref().map(|c| c.node_id.clone());
         let inner = Arc::new(Inner {
             http: HttpClient::new(config.http_connect_timeout, config.http_pool_idle_per_host),
             store,
@@ -324,8 +344,9 @@ impl Engine {
             completions,
             events,
             log,
-            worker_id: uuid::Uuid::now_v7().to_string(),
+            worker_id: config_node_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
             started_at,
+            is_leader: AtomicBool::new(false),
         });
         for q in inner.store.queue_list().await? {
             inner
@@ -335,9 +356,17 @@ impl Engine {
         for (name, &limit) in &inner.config.queues {
             inner.queue(name).configure(Some(limit), None);
         }
-        let fx = inner.store.task_recover().await?;
-        inner.apply(fx);
-        tokio::spawn(timer::run(inner.clone()));
+        if inner.config.cluster.is_none() {
+            // Sole owner of the store: what a previous process left ready or running is
+            // this process's to run. (In a cluster, claims and the leader's reaper do it.)
+            let fx = inner.store.task_recover().await?;
+            inner.apply(fx);
+        }
+        crate::cluster::start(&inner);
+        // A gateway-only cluster process leaves timers to the orchestrators.
+        if inner.config.cluster.as_ref().is_none_or(|c| c.orchestrator) {
+            tokio::spawn(timer::run(inner.clone()));
+        }
         tokio::spawn(worker::completer(inner.clone(), completions_rx));
         Ok(Engine { inner })
     }

@@ -124,3 +124,8 @@ impl Engine {
         Ok(rec?)
     }
 }
+
+/// Whether this process holds the leader lease (1) or not (0).
+pub(crate) fn leader(is_leader: bool) {
+    metrics::gauge!("weft_cluster_leader").set(if is_leader { 1.0 } else { 0.0 });
+}

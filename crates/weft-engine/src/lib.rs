@@ -4,6 +4,7 @@
 //! The engine never holds state the store does not also have: queues and in-flight maps
 //! are caches rebuilt from the store at start, so a crash loses only attempts in flight.
 
+mod cluster;
 mod config;
 mod engine;
 mod error;
@@ -16,8 +17,8 @@ mod timer;
 mod worker;
 
 pub use config::{
-    DEFAULT_CONCURRENCY, DEFAULT_EVENT_BUFFER, DEFAULT_SHUTDOWN_GRACE, DEFAULT_SUBSCRIBER_LAG,
-    EngineConfig,
+    ClusterConfig, DEFAULT_CONCURRENCY, DEFAULT_EVENT_BUFFER, DEFAULT_LEADER_TTL, DEFAULT_LEASE,
+    DEFAULT_SHUTDOWN_GRACE, DEFAULT_SUBSCRIBER_LAG, EngineConfig,
 };
 pub use engine::{CatalogEntry, Engine, FlowApplied, RunView, StartRun, TaskView};
 pub use error::EngineError;

@@ -155,6 +155,27 @@ impl Engine {
         Ok(dead.into_iter().map(|d| (d.run_id, d.node)).collect())
     }
 
+    /// Whether this process holds the cluster's leader lease (always false outside a
+    /// cluster, where there is nothing to lead).
+    pub fn is_leader(&self) -> bool {
+        self.inner
+            .is_leader
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The current leader's node id and lease end, read from the store (`None` outside a
+    /// cluster or while nobody holds the lease).
+    pub async fn leader(&self) -> Result<Option<(String, i64)>, EngineError> {
+        if self.inner.config.cluster.is_none() {
+            return Ok(None);
+        }
+        Ok(self
+            .inner
+            .store
+            .leader_get(crate::cluster::LEADER_DUTY, self.inner.now())
+            .await?)
+    }
+
     /// The workers serving this store: here, this process.
     pub fn workers(&self) -> Vec<WorkerInfo> {
         let queues: Vec<QueueServed> = if self.inner.config.run_workers {

@@ -125,6 +125,23 @@ impl Queue {
         out
     }
 
+    /// How many tasks to claim from a shared store now: the free slots not already
+    /// covered by tasks waiting here, or 0 while paused. Free slots are claimed in
+    /// batches (once a quarter of the limit is free, or when nothing runs), so a busy
+    /// worker pays one store round trip per batch rather than per task.
+    pub fn claimable(&self) -> u32 {
+        let s = self.state.lock();
+        if s.paused {
+            return 0;
+        }
+        let free = s.limit.saturating_sub(s.running + s.heap.len() as u32);
+        if free >= (s.limit / 4).max(1) || (s.running == 0 && free > 0) {
+            free
+        } else {
+            0
+        }
+    }
+
     /// Frees one slot.
     pub fn release(&self) {
         self.state.lock().running -= 1;

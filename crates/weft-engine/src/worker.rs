@@ -5,6 +5,7 @@
 //! The slot is freed before the result is committed, so a slow commit never idles a
 //! worker; a crash between the two re-runs the attempt (at-least-once).
 
+use crate::ClusterConfig;
 use crate::engine::Inner;
 use crate::events::{self, NodeEventState};
 use crate::nodes::{self, NodeInput};
@@ -30,8 +31,24 @@ pub(crate) async fn dispatch(inner: Arc<Inner>, queue: Arc<Queue>) {
         }
         let tasks = queue.take_runnable(DISPATCH_BATCH);
         if tasks.is_empty() {
+            let poll = match &inner.config.cluster {
+                Some(cluster) => {
+                    if claim(&inner, &queue, cluster).await {
+                        continue;
+                    }
+                    Some(cluster.poll)
+                }
+                None => None,
+            };
+            let poll_elapsed = async {
+                match poll {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = queue.wake.notified() => {}
+                _ = poll_elapsed => {}
                 _ = inner.stopping.cancelled() => return,
             }
             continue;
@@ -45,6 +62,33 @@ pub(crate) async fn dispatch(inner: Arc<Inner>, queue: Arc<Queue>) {
             );
             inner.inflight_count.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(attempt(inner.clone(), queue.clone(), task, started, token));
+        }
+    }
+}
+
+/// Claims tasks of `queue` from the shared store for this worker's free slots; true if it
+/// got any.
+async fn claim(inner: &Arc<Inner>, queue: &Arc<Queue>, cluster: &ClusterConfig) -> bool {
+    let want = queue.claimable().min(DISPATCH_BATCH as u32);
+    if want == 0 {
+        return false;
+    }
+    let lease_until = inner.now() + cluster.lease.as_millis() as i64;
+    let began = std::time::Instant::now();
+    match inner
+        .store
+        .task_claim(&cluster.node_id, &queue.name, want, lease_until)
+        .await
+    {
+        Ok(tasks) if tasks.is_empty() => false,
+        Ok(tasks) => {
+            crate::health::store_op("task_claim", began);
+            queue.push(tasks);
+            true
+        }
+        Err(e) => {
+            tracing::warn!(queue = %queue.name, error = %e, "claiming tasks failed; trying again");
+            false
         }
     }
 }

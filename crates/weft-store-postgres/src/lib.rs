@@ -21,6 +21,8 @@ mod conv;
 mod migrate;
 mod partition;
 mod read;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod write;
 
 use async_trait::async_trait;

@@ -1,0 +1,284 @@
+//! Cluster mode on a real PostgreSQL: several engines, each with its own connection pool,
+//! share one schema the way separate gateway, orchestrator and worker processes do. A
+//! process "dies" here by having its store closed under it (its heartbeats and leader
+//! renewals fail, as when a process is killed or cut off); the tests with real processes
+//! and SIGKILL are in weft-cli. Every wait polls with a deadline.
+
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use weft_core::RunState;
+use weft_engine::{ClusterConfig, Engine, EngineConfig, RunView, StartRun};
+use weft_store::DynStore;
+use weft_store_postgres::testing::{self, SchemaGuard};
+
+/// A fresh schema, migrated; more stores on it come from [`join`].
+async fn schema() -> SchemaGuard {
+    let schema = testing::schema_name();
+    testing::connect(&schema)
+        .await
+        .migrate()
+        .await
+        .expect("migrate a fresh schema");
+    SchemaGuard { schema }
+}
+
+/// A store of its own (its own pool) on the schema, as another process would have.
+async fn join(guard: &SchemaGuard) -> DynStore {
+    testing::connect(&guard.schema).await
+}
+
+/// An engine of a cluster node: `workers` runs attempts, `orchestrator` may lead.
+async fn node(store: DynStore, name: &str, orchestrator: bool, workers: bool) -> Engine {
+    let cluster = ClusterConfig {
+        orchestrator,
+        lease: Duration::from_millis(1500),
+        leader_ttl: Duration::from_millis(1000),
+        leader_retry: Duration::from_millis(200),
+        poll: Duration::from_millis(50),
+        ..ClusterConfig::new(name)
+    };
+    let config = EngineConfig {
+        run_workers: workers,
+        cluster: Some(cluster),
+        ..EngineConfig::default()
+    };
+    Engine::start(store, config).await.expect("engine starts")
+}
+
+async fn until<T>(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn finished(e: &Engine, id: &str) -> RunView {
+    until(
+        &format!("run {id} to finish"),
+        Duration::from_secs(30),
+        async || {
+            let v = e.run_get(id).await.expect("run_get");
+            v.run.state.is_terminal().then_some(v)
+        },
+    )
+    .await
+}
+
+async fn start(e: &Engine, flow: &str) -> String {
+    e.run_start(StartRun {
+        flow: flow.into(),
+        input: json!({}),
+        ..Default::default()
+    })
+    .await
+    .expect("run starts")
+    .id
+}
+
+/// A local endpoint: the first `hang` requests never get an answer (until the client
+/// gives up); the rest answer 200 at once. Counts requests, and requests whose client
+/// went away before an answer.
+struct Target {
+    url: String,
+    hits: Arc<AtomicU32>,
+    abandoned: Arc<AtomicU32>,
+}
+
+async fn target(hang: u32) -> Target {
+    use axum::{Router, routing::any};
+    struct Abandoned(Arc<AtomicU32>, bool);
+    impl Drop for Abandoned {
+        fn drop(&mut self) {
+            if !self.1 {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    }
+    let hits = Arc::new(AtomicU32::new(0));
+    let abandoned = Arc::new(AtomicU32::new(0));
+    let (h, a) = (hits.clone(), abandoned.clone());
+    let app = Router::new().route(
+        "/",
+        any(move || {
+            let (hits, abandoned) = (h.clone(), a.clone());
+            async move {
+                let n = hits.fetch_add(1, Ordering::SeqCst) + 1;
+                let mut guard = Abandoned(abandoned, false);
+                if n <= hang {
+                    std::future::pending::<()>().await;
+                }
+                guard.1 = true;
+                axum::Json(json!({"n": n}))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Target {
+        url,
+        hits,
+        abandoned,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_starts_runs_and_two_workers_finish_them() {
+    let guard = schema().await;
+    let gateway = node(join(&guard).await, "gateway", false, false).await;
+    let w1 = node(join(&guard).await, "w1", true, true).await;
+    let w2 = node(join(&guard).await, "w2", true, true).await;
+    gateway
+        .flow_apply("name: pair\nnodes:\n  a: {type: noop}\n  b: {type: noop, needs: [a]}\n")
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..200 {
+        ids.push(start(&gateway, "pair").await);
+    }
+    for id in &ids {
+        let v = finished(&gateway, id).await;
+        assert_eq!(v.run.state, RunState::Succeeded, "{v:?}");
+    }
+    assert_eq!(
+        gateway.inflight(),
+        0,
+        "the gateway-only process ran no attempt"
+    );
+    for e in [&gateway, &w1, &w2] {
+        e.shutdown(Duration::from_secs(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_workers_task_is_reaped_and_run_by_another() {
+    let guard = schema().await;
+    let t = target(1).await;
+    let lost_store = join(&guard).await;
+    let lost = node(lost_store.clone(), "lost", false, true).await;
+    lost.flow_apply(&format!(
+        "name: call\nnodes:\n  c: {{type: http, params: {{url: \"{}\"}}}}\n",
+        t.url
+    ))
+    .await
+    .unwrap();
+    let id = start(&lost, "call").await;
+    until(
+        "the first worker to call the target",
+        Duration::from_secs(10),
+        async || (t.hits.load(Ordering::SeqCst) == 1).then_some(()),
+    )
+    .await;
+    // The worker's process dies: its store goes away, its heartbeats stop.
+    lost_store.close();
+    let survivor = node(join(&guard).await, "survivor", true, true).await;
+    let v = finished(&survivor, &id).await;
+    assert_eq!(v.run.state, RunState::Succeeded, "{v:?}");
+    assert_eq!(t.hits.load(Ordering::SeqCst), 2, "run again exactly once");
+    let c = &v.nodes[0].task;
+    assert_eq!(
+        c.attempt, 1,
+        "a lost worker does not use up an attempt: {c:?}"
+    );
+    survivor.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_fails_over_when_it_dies() {
+    let guard = schema().await;
+    let first_store = join(&guard).await;
+    let first = node(first_store.clone(), "o1", true, false).await;
+    until("o1 to lead", Duration::from_secs(10), async || {
+        first.is_leader().then_some(())
+    })
+    .await;
+    let second = node(join(&guard).await, "o2", true, false).await;
+    assert_eq!(
+        second.leader().await.unwrap().map(|(holder, _)| holder),
+        Some("o1".to_string())
+    );
+    assert!(!second.is_leader(), "one leader at a time");
+    first_store.close();
+    let took_over = std::time::Instant::now();
+    until("o2 to take over", Duration::from_secs(10), async || {
+        second.is_leader().then_some(())
+    })
+    .await;
+    assert!(took_over.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        second.leader().await.unwrap().map(|(holder, _)| holder),
+        Some("o2".to_string())
+    );
+    // A clean shutdown hands the lease over at once.
+    let third = node(join(&guard).await, "o3", true, false).await;
+    second.shutdown(Duration::from_secs(5)).await;
+    until(
+        "o3 to take over from a clean shutdown",
+        Duration::from_secs(5),
+        async || third.is_leader().then_some(()),
+    )
+    .await;
+    third.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_through_the_gateway_stops_the_attempt_on_the_worker() {
+    let guard = schema().await;
+    let t = target(u32::MAX).await;
+    let gateway = node(join(&guard).await, "gateway", false, false).await;
+    let worker = node(join(&guard).await, "worker", true, true).await;
+    gateway
+        .flow_apply(&format!(
+            "name: hang\nnodes:\n  c: {{type: http, params: {{url: \"{}\"}}}}\n",
+            t.url
+        ))
+        .await
+        .unwrap();
+    let id = start(&gateway, "hang").await;
+    until(
+        "the worker to call the target",
+        Duration::from_secs(10),
+        async || (t.hits.load(Ordering::SeqCst) == 1).then_some(()),
+    )
+    .await;
+    gateway.run_cancel(&id).await.unwrap();
+    until(
+        "the worker to drop the call",
+        Duration::from_secs(10),
+        async || (t.abandoned.load(Ordering::SeqCst) == 1).then_some(()),
+    )
+    .await;
+    assert_eq!(finished(&gateway, &id).await.run.state, RunState::Cancelled);
+    assert_eq!(worker.inflight(), 0);
+    for e in [&gateway, &worker] {
+        e.shutdown(Duration::from_secs(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delay_written_by_a_gateway_is_fired_by_the_leader() {
+    let guard = schema().await;
+    let gateway = node(join(&guard).await, "gateway", false, false).await;
+    gateway
+        .flow_apply(
+            "name: later\nnodes:\n  wait: {type: delay, params: {duration: 300ms}}\n  then: {type: noop, needs: [wait]}\n",
+        )
+        .await
+        .unwrap();
+    let id = start(&gateway, "later").await;
+    let orchestrator = node(join(&guard).await, "orchestrator", true, true).await;
+    let v = finished(&gateway, &id).await;
+    assert_eq!(v.run.state, RunState::Succeeded, "{v:?}");
+    for e in [&gateway, &orchestrator] {
+        e.shutdown(Duration::from_secs(5)).await;
+    }
+}
