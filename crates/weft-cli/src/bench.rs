@@ -1,5 +1,6 @@
-//! `weft bench`: the workloads of DESIGN.md, each run in-process against a fresh store in a
-//! temporary directory, printing one JSON line on stdout.
+//! `weft bench`: the workloads of DESIGN.md, each run in-process against a fresh store (a
+//! temporary SQLite directory, or a throw-away PostgreSQL schema), printing one JSON line on
+//! stdout. The workloads see only the engine, so both stores run the same code.
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
@@ -7,8 +8,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::broadcast::error::RecvError;
-use weft_engine::{Engine, EngineConfig, Event, StartRun};
-use weft_store_sqlite::{Durability, SqliteOptions, SqliteStore};
+use weft_engine::{Engine, Event, StartRun};
+
+mod book;
+mod setup;
+
+pub use setup::BenchArgs;
 
 /// Which workload to run.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,107 +30,26 @@ pub enum Workload {
     Inflight,
 }
 
-/// Arguments of `weft bench`.
-#[derive(clap::Args, Debug)]
-pub struct BenchArgs {
-    /// The workload.
-    #[arg(value_enum)]
-    pub workload: Workload,
-    /// Store: only `sqlite` (the embedded store) exists in this build.
-    #[arg(long, default_value = "sqlite")]
-    pub store: String,
-    /// Runs to enqueue (drain, inflight). Default 100000.
-    #[arg(long, default_value_t = 100_000)]
-    pub n: usize,
-    /// Worker concurrency of the queue. Default 64.
-    #[arg(long, default_value_t = 64)]
-    pub concurrency: u32,
-    /// Arrivals per second (latency). Default 200.
-    #[arg(long, default_value_t = 200)]
-    pub rate: u32,
-    /// Seconds of arrivals (latency). Default 10.
-    #[arg(long, default_value_t = 10)]
-    pub duration: u64,
-    /// Nodes in the chain (chain). Default 400.
-    #[arg(long, default_value_t = 400)]
-    pub steps: usize,
-    /// Children of the fan-out (fanout). Default 1000.
-    #[arg(long, default_value_t = 1000)]
-    pub width: usize,
-    /// Reads to time (inflight). Default 20000.
-    #[arg(long, default_value_t = 20_000)]
-    pub reads: usize,
-    /// Commit durability of the store.
-    #[arg(long, value_enum, default_value = "full")]
-    pub durability: DurabilityArg,
-    /// Directory for the store (default: a fresh temporary directory).
-    #[arg(long)]
-    pub data_dir: Option<std::path::PathBuf>,
-}
-
-/// `--durability` values.
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub enum DurabilityArg {
-    /// synchronous=FULL.
-    Full,
-    /// synchronous=NORMAL.
-    Normal,
-}
-
-struct Bench {
-    engine: Engine,
-    _dir: Option<tempfile::TempDir>,
-}
-
-async fn setup(args: &BenchArgs) -> anyhow::Result<Bench> {
-    if args.store != "sqlite" {
-        bail!(
-            "store {:?} is not available in this build; use --store sqlite",
-            args.store
-        );
-    }
-    let (dir, path) = match &args.data_dir {
-        Some(p) => (None, p.clone()),
-        None => {
-            let d = tempfile::tempdir().context("creating a temporary directory")?;
-            let p = d.path().to_path_buf();
-            (Some(d), p)
-        }
-    };
-    let durability = match args.durability {
-        DurabilityArg::Full => Durability::Full,
-        DurabilityArg::Normal => Durability::Normal,
-    };
-    let store = SqliteStore::open(
-        &path,
-        SqliteOptions {
-            durability,
-            ..Default::default()
-        },
-    )
-    .map_err(anyhow::Error::msg)?;
-    let mut config = EngineConfig::default();
-    config.queues.insert("default".into(), args.concurrency);
-    let engine = Engine::start(store, config).await?;
-    Ok(Bench { engine, _dir: dir })
-}
-
-/// Runs the chosen workload and prints its JSON line.
+/// Runs the chosen workload and prints its JSON line; the store is removed afterwards,
+/// whether the workload succeeded or not.
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let bench = setup(&args).await?;
-    let mut line = match args.workload {
-        Workload::Drain => drain(&bench.engine, &args).await?,
-        Workload::Latency => latency(&bench.engine, &args).await?,
-        Workload::Chain => chain(&bench.engine, &args).await?,
-        Workload::Fanout => fanout(&bench.engine, &args).await?,
-        Workload::Inflight => inflight(&bench.engine, &args).await?,
+    let bench = setup::setup(&args).await?;
+    let result = match args.workload {
+        Workload::Drain => drain(&bench.engine, &args).await,
+        Workload::Latency => latency(&bench.engine, &args).await,
+        Workload::Chain => chain(&bench.engine, &args).await,
+        Workload::Fanout => fanout(&bench.engine, &args).await,
+        Workload::Inflight => inflight(&bench.engine, &args).await,
     };
-    line["store"] = json!(args.store);
-    line["durability"] = json!(format!("{:?}", args.durability).to_lowercase());
+    let labels = bench.labels();
+    let cleaned = bench.finish().await;
+    let mut line = result?;
+    for (k, v) in labels {
+        line[k] = v;
+    }
     line["peak_rss_mb"] = json!(peak_rss_mb());
     println!("{line}");
-    bench.engine.shutdown(Duration::from_secs(5)).await;
-    Ok(())
+    cleaned
 }
 
 fn peak_rss_mb() -> f64 {
@@ -279,54 +203,6 @@ async fn latency(engine: &Engine, args: &BenchArgs) -> anyhow::Result<Value> {
         "achieved_rate": round(total as f64 / offered_s), "errors": errors, "samples": h.len(),
         "p50_ms": ms(0.50), "p95_ms": ms(0.95), "p99_ms": ms(0.99), "max_ms": round(h.max() as f64 / 1000.0),
     }))
-}
-
-mod book {
-    //! The latency book: pairs accept and finish instants by run id.
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-    use std::time::Instant;
-
-    #[derive(Default)]
-    struct Pages {
-        accepted: HashMap<String, Instant>,
-        finished: HashMap<String, Instant>,
-        samples_us: Vec<u64>,
-    }
-
-    /// Whichever of accept and finish arrives second records the sample.
-    #[derive(Default)]
-    pub struct Book {
-        inner: Mutex<Pages>,
-    }
-
-    impl Book {
-        pub fn accepted(&self, id: String, at: Instant) {
-            let mut p = self.inner.lock().unwrap();
-            match p.finished.remove(&id) {
-                Some(fin) => p
-                    .samples_us
-                    .push(fin.saturating_duration_since(at).as_micros() as u64),
-                None => {
-                    p.accepted.insert(id, at);
-                }
-            }
-        }
-        pub fn finished(&self, id: String, at: Instant) {
-            let mut p = self.inner.lock().unwrap();
-            match p.accepted.remove(&id) {
-                Some(acc) => p
-                    .samples_us
-                    .push(at.saturating_duration_since(acc).as_micros() as u64),
-                None => {
-                    p.finished.insert(id, at);
-                }
-            }
-        }
-        pub fn samples(&self) -> Vec<u64> {
-            self.inner.lock().unwrap().samples_us.clone()
-        }
-    }
 }
 
 async fn one_run(engine: &Engine, flow: &str) -> anyhow::Result<(f64, String)> {

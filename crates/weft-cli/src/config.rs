@@ -13,8 +13,12 @@ use weft_api::limits::Rate;
 use weft_engine::EngineConfig;
 use weft_store_sqlite::Durability;
 
+mod env;
+mod store;
 #[cfg(test)]
 mod tests;
+
+pub use store::{DatabaseUrl, PostgresConfig};
 
 /// Where the database lives when nothing says otherwise.
 pub const DEFAULT_DATA_DIR: &str = "./weft-data";
@@ -27,37 +31,18 @@ pub const MAX_CONCURRENCY: u32 = 10_000;
 /// Environment variable naming the config file when `--config` is not given.
 pub const CONFIG_ENV: &str = "WEFT_CONFIG";
 
-/// `WEFT_*` variables that are read by something other than the config tree.
-const ENV_NOT_CONFIG: &[&str] = &[CONFIG_ENV, "WEFT_LOG", "WEFT_URL", "WEFT_API_KEY"];
-/// Prefix of the per-queue concurrency variables, `WEFT_QUEUES__<NAME>=N`.
-const ENV_QUEUE_PREFIX: &str = "WEFT_QUEUES__";
-/// Every config variable other than the per-queue ones.
-const ENV_KEYS: &[&str] = &[
-    "WEFT_DATA_DIR",
-    "WEFT_LISTEN",
-    "WEFT_FLOWS_DIR",
-    "WEFT_DURABILITY",
-    "WEFT_MAX_BODY_BYTES",
-    "WEFT_SHUTDOWN_GRACE",
-    "WEFT_DEFAULT_CONCURRENCY",
-    "WEFT_HTTP__CONNECT_TIMEOUT",
-    "WEFT_HTTP__POOL_IDLE_PER_HOST",
-    "WEFT_REQUEST_TIMEOUT",
-    "WEFT_MAX_INFLIGHT_REQUESTS",
-    "WEFT_TRUST_PROXY",
-    "WEFT_LIMITS__PER_IP",
-    "WEFT_LIMITS__PER_KEY",
-    "WEFT_LIMITS__READ",
-    "WEFT_LIMITS__WRITE",
-    "WEFT_LIMITS__BATCH",
-];
-
 /// Everything `weft up` can be told.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Directory holding the SQLite database. Default [`DEFAULT_DATA_DIR`].
+    /// Directory holding the SQLite database (unused when `database_url` is set).
+    /// Default [`DEFAULT_DATA_DIR`].
     pub data_dir: PathBuf,
+    /// A `postgres://` or `postgresql://` URL: when set, the store is that PostgreSQL
+    /// database instead of SQLite in `data_dir`. Default: none.
+    pub database_url: Option<DatabaseUrl>,
+    /// The PostgreSQL store's settings.
+    pub postgres: PostgresConfig,
     /// Address of the HTTP API, `IP:PORT`. Default [`DEFAULT_LISTEN`].
     pub listen: String,
     /// Directory whose `*.yaml`, `*.yml` and `*.json` flows are applied at start. Default: none.
@@ -173,6 +158,8 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            database_url: None,
+            postgres: PostgresConfig::default(),
             listen: DEFAULT_LISTEN.to_string(),
             flows_dir: None,
             durability: Durability::default(),
@@ -211,9 +198,13 @@ pub struct Overrides {
     pub flows_dir: Option<PathBuf>,
     /// `--durability`.
     pub durability: Option<Durability>,
+    /// `--database-url` (an empty value means SQLite).
+    pub database_url: Option<String>,
+    /// `--connect-wait`.
+    pub connect_wait: Option<Duration>,
 }
 
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(crate) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     weft_core::duration::parse(&text).map_err(serde::de::Error::custom)
 }
@@ -267,58 +258,6 @@ impl Config {
         Ok(toml::from_str(text)?)
     }
 
-    fn apply_env(&mut self, env: &[(String, String)]) -> anyhow::Result<()> {
-        let mut env: Vec<&(String, String)> =
-            env.iter().filter(|(k, _)| k.starts_with("WEFT_")).collect();
-        env.sort();
-        for (key, value) in env {
-            let parse_duration =
-                || weft_core::duration::parse(value).map_err(|e| anyhow::anyhow!("{key}: {e}"));
-            match key.as_str() {
-                k if ENV_NOT_CONFIG.contains(&k) => {}
-                "WEFT_DATA_DIR" => self.data_dir = PathBuf::from(value),
-                "WEFT_LISTEN" => self.listen = value.clone(),
-                "WEFT_FLOWS_DIR" => self.flows_dir = Some(PathBuf::from(value)),
-                "WEFT_DURABILITY" => self.durability = parse_durability(key, value)?,
-                "WEFT_MAX_BODY_BYTES" => self.max_body_bytes = parse_number(key, value)?,
-                "WEFT_SHUTDOWN_GRACE" => self.shutdown_grace = parse_duration()?,
-                "WEFT_DEFAULT_CONCURRENCY" => self.default_concurrency = parse_number(key, value)?,
-                "WEFT_HTTP__CONNECT_TIMEOUT" => self.http.connect_timeout = parse_duration()?,
-                "WEFT_HTTP__POOL_IDLE_PER_HOST" => {
-                    self.http.pool_idle_per_host = parse_number(key, value)?
-                }
-                "WEFT_REQUEST_TIMEOUT" => self.request_timeout = parse_duration()?,
-                "WEFT_MAX_INFLIGHT_REQUESTS" => {
-                    self.max_inflight_requests = parse_number(key, value)?
-                }
-                "WEFT_TRUST_PROXY" => self.trust_proxy = parse_bool(key, value)?,
-                "WEFT_EVENTS__BUFFER" => self.events.buffer = parse_number(key, value)?,
-                "WEFT_EVENTS__SUBSCRIBER_LAG" => {
-                    self.events.subscriber_lag = parse_number(key, value)?
-                }
-                k if k.starts_with("WEFT_LIMITS__") => {
-                    let rate = parse_rate(value).map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
-                    match &k["WEFT_LIMITS__".len()..] {
-                        "PER_IP" => self.limits.per_ip = rate,
-                        "PER_KEY" => self.limits.per_key = rate,
-                        "READ" => self.limits.read = rate,
-                        "WRITE" => self.limits.write = rate,
-                        "BATCH" => self.limits.batch = rate,
-                        _ => bail!("{}", unknown_env(k)),
-                    }
-                }
-                k => match k.strip_prefix(ENV_QUEUE_PREFIX) {
-                    Some(name) if !name.is_empty() => {
-                        self.queues
-                            .insert(name.to_ascii_lowercase(), parse_number(key, value)?);
-                    }
-                    _ => bail!("{}", unknown_env(k)),
-                },
-            }
-        }
-        Ok(())
-    }
-
     fn apply_flags(&mut self, flags: &Overrides) {
         if let Some(d) = &flags.data_dir {
             self.data_dir = d.clone();
@@ -331,6 +270,12 @@ impl Config {
         }
         if let Some(d) = flags.durability {
             self.durability = d;
+        }
+        if let Some(url) = &flags.database_url {
+            self.database_url = store::non_empty(url);
+        }
+        if let Some(w) = flags.connect_wait {
+            self.postgres.connect_wait = w;
         }
     }
 
@@ -358,6 +303,12 @@ impl Config {
         if self.request_timeout.is_zero() {
             problems.push("request_timeout = 0s: must be longer than zero".to_string());
         }
+        if let Some(url) = &self.database_url
+            && let Some(why) = url.problem()
+        {
+            problems.push(format!("database_url = {:?}: {why}", url.shown()));
+        }
+        problems.extend(self.postgres.problems());
         if let Some(p) = concurrency_problem("default_concurrency", self.default_concurrency) {
             problems.push(p);
         }
@@ -372,10 +323,11 @@ impl Config {
                 problems.push(p);
             }
         }
-        if problems.is_empty() {
-            return Ok(());
+        match problems.as_slice() {
+            [] => Ok(()),
+            [one] => bail!("invalid configuration: {one}"),
+            many => bail!("invalid configuration:\n  {}", many.join("\n  ")),
         }
-        bail!("invalid configuration:\n  {}", problems.join("\n  "))
     }
 
     /// The listen address (checked by [`Config::validate`]).
@@ -413,6 +365,8 @@ impl Config {
             http_pool_idle_per_host: self.http.pool_idle_per_host,
             event_buffer: self.events.buffer,
             event_subscriber_lag: self.events.subscriber_lag,
+            // One process owning its store, on either driver.
+            cluster: None,
         }
     }
 }
@@ -429,43 +383,4 @@ fn toml_key(name: &str) -> String {
 fn concurrency_problem(field: &str, value: u32) -> Option<String> {
     (!(1..=MAX_CONCURRENCY).contains(&value))
         .then(|| format!("{field} = {value}: concurrency must be between 1 and {MAX_CONCURRENCY}"))
-}
-
-fn parse_number<T: std::str::FromStr>(key: &str, value: &str) -> anyhow::Result<T> {
-    value
-        .trim()
-        .parse()
-        .map_err(|_| anyhow::anyhow!("{key}={value:?}: expected a whole number"))
-}
-
-fn parse_bool(key: &str, value: &str) -> anyhow::Result<bool> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" => Ok(true),
-        "false" | "0" => Ok(false),
-        _ => bail!("{key}={value:?}: expected `true` or `false`"),
-    }
-}
-
-fn parse_durability(key: &str, value: &str) -> anyhow::Result<Durability> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "full" => Ok(Durability::Full),
-        "normal" => Ok(Durability::Normal),
-        _ => bail!("{key}={value:?}: expected `full` or `normal`"),
-    }
-}
-
-fn bare_key(key: &str) -> &str {
-    key.strip_prefix("WEFT_").unwrap_or(key)
-}
-
-fn unknown_env(key: &str) -> String {
-    let allowed: Vec<&str> = ENV_KEYS.iter().chain(ENV_NOT_CONFIG).copied().collect();
-    // Compared without the shared prefix, which would make every name look alike.
-    let hint = weft_core::closest(bare_key(key), allowed.iter().map(|k| bare_key(k)))
-        .map(|c| format!(" (did you mean WEFT_{c}?)"))
-        .unwrap_or_default();
-    format!(
-        "unknown environment variable {key}{hint}; weft reads {}, and {ENV_QUEUE_PREFIX}<NAME>",
-        allowed.join(", ")
-    )
 }

@@ -4,9 +4,8 @@
 use crate::Failed;
 use crate::args::{LocalArgs, MigrateArgs};
 use crate::commands::read_input;
-use crate::config::{self, Config, Overrides};
 use crate::output;
-use crate::up::open_store;
+use crate::store::{self, open_sqlite};
 use anyhow::Context;
 use std::time::Duration;
 use weft_core::RunState;
@@ -33,7 +32,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
             (temp.path().to_path_buf(), Durability::Normal)
         }
     };
-    let store = open_store(&dir, durability)?;
+    let store = open_sqlite(&dir, durability)?;
     let engine = Engine::start(store, EngineConfig::default())
         .await
         .context("cannot start the engine")?;
@@ -72,21 +71,24 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the configured store, migrating it, and prints the schema version.
+/// Opens the configured store, migrating it (several at once are safe: SQLite locks the
+/// file, PostgreSQL takes an advisory lock), and prints the schema version.
 pub async fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
-    let env = config::process_env();
-    let file = config::config_path(args.config.config.as_deref(), &env);
-    let flags = Overrides {
-        data_dir: args.config.data_dir,
-        ..Overrides::default()
-    };
-    let config = Config::load(file.as_deref(), &env, &flags)?;
-    open_store(&config.data_dir, config.durability)?;
-    eprintln!(
-        "database in {} is at schema version {}",
-        config.data_dir.display(),
-        weft_store_sqlite::SCHEMA_VERSION
-    );
-    output::print_stdout(&format!("{}\n", weft_store_sqlite::SCHEMA_VERSION));
+    let config = args.config.load()?;
+    let store = store::open(&config).await?;
+    let version = store.schema_version().await;
+    store.close();
+    let version = version.context("cannot read the schema version")?.found;
+    match &config.database_url {
+        None => eprintln!(
+            "database in {} is at schema version {version}",
+            config.data_dir.display()
+        ),
+        Some(_) => eprintln!(
+            "{} is at schema version {version}",
+            store::describe(&config)
+        ),
+    }
+    output::print_stdout(&format!("{version}\n"));
     Ok(())
 }

@@ -12,6 +12,7 @@ mod commands;
 mod config;
 mod local;
 mod output;
+mod store;
 mod up;
 
 use args::{Cli, Command, RunArgs};

@@ -4,6 +4,7 @@
 
 use crate::args::UpArgs;
 use crate::config::{self, Config, Overrides};
+use crate::store;
 use anyhow::{Context, bail};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -11,18 +12,6 @@ use std::sync::Arc;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use weft_core::FlowSpec;
 use weft_engine::Engine;
-use weft_store::DynStore;
-use weft_store_sqlite::{Durability, SqliteOptions, SqliteStore};
-
-/// Opens (creating and migrating if needed) the store in `data_dir`.
-pub fn open_store(data_dir: &Path, durability: Durability) -> anyhow::Result<DynStore> {
-    let opts = SqliteOptions {
-        durability,
-        ..SqliteOptions::default()
-    };
-    let store = SqliteStore::open(data_dir, opts).map_err(anyhow::Error::msg)?;
-    Ok(store)
-}
 
 /// How the config was given, kept to read it again on SIGHUP.
 struct Sources {
@@ -49,10 +38,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         file: config::config_path(args.config.config.as_deref(), &env),
         env,
         flags: Overrides {
-            data_dir: args.config.data_dir,
             listen: args.listen,
             flows_dir: args.flows,
             durability: args.durability.map(Into::into),
+            ..args.config.overrides()
         },
     };
     let config = sources.load()?;
@@ -62,11 +51,25 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     let addr = config.listen_addr()?;
 
-    let store = open_store(&config.data_dir, config.durability)?;
+    // Opening may wait for an unreachable PostgreSQL: a signal meanwhile stops the wait.
+    let store = tokio::select! {
+        store = store::open(&config) => store?,
+        _ = term.recv() => return stopped_while_opening("SIGTERM"),
+        _ = int.recv() => return stopped_while_opening("SIGINT"),
+    };
     let engine = Engine::start(store, config.engine_config())
         .await
         .context("cannot start the engine")?;
-    tracing::info!(data_dir = %config.data_dir.display(), durability = ?config.durability, "store open");
+    match &config.database_url {
+        None => {
+            tracing::info!(data_dir = %config.data_dir.display(), durability = ?config.durability, "store open")
+        }
+        Some(_) => tracing::info!(
+            pool_size = config.postgres.pool_size,
+            "store open: {}",
+            store::describe(&config)
+        ),
+    }
     for (path, spec) in flows {
         let applied = engine
             .flow_apply_spec(spec)
@@ -126,17 +129,28 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn stopped_while_opening(which: &str) -> anyhow::Result<()> {
+    tracing::info!("{which} while opening the store; stopping");
+    Ok(())
+}
+
 /// Says whether the API asks for keys, and how to create the first one when it does not.
 async fn log_auth_state(engine: &Engine, config: &Config) {
     match engine.apikey_list().await {
         Ok(keys) if keys.iter().any(|k| k.revoked_at.is_none()) => {
             tracing::info!("API keys exist: requests need `Authorization: Bearer <key>`")
         }
-        Ok(_) => tracing::warn!(
-            "no API keys: the API is open to anyone who can reach it. Create the first key with \
-             `weft apikey create --role admin --data-dir {}`; auth is on from then on",
-            config.data_dir.display()
-        ),
+        Ok(_) => {
+            let store = match &config.database_url {
+                None => format!("--data-dir {}", config.data_dir.display()),
+                // Not the URL itself: it may hold a password.
+                Some(_) => "--database-url URL".to_string(),
+            };
+            tracing::warn!(
+                "no API keys: the API is open to anyone who can reach it. Create the first key \
+                 with `weft apikey create --role admin {store}`; auth is on from then on"
+            )
+        }
         Err(e) => tracing::error!("cannot read API keys: {e}"),
     }
 }

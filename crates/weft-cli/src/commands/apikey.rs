@@ -3,9 +3,7 @@
 //! be authorized. A running server picks up a change within `weft_api::KEY_REFRESH`.
 
 use crate::args::{ApikeyCmd, ConfigArgs, Format, RoleArg};
-use crate::config::{self, Config, Overrides};
 use crate::output::{self, Table};
-use crate::up::open_store;
 use anyhow::Context;
 use weft_core::time::{Clock, SystemClock};
 use weft_store::{ApiRole, DynStore};
@@ -14,7 +12,7 @@ use weft_store::{ApiRole, DynStore};
 pub async fn apikey(cmd: ApikeyCmd) -> anyhow::Result<()> {
     match cmd {
         ApikeyCmd::Create { role, name, config } => {
-            let store = open(config)?;
+            let store = open(config).await?;
             let issued = weft_api::issue_key(role.into(), name, SystemClock.now_ms());
             let rec = store
                 .apikey_create(&issued.record)
@@ -30,7 +28,7 @@ pub async fn apikey(cmd: ApikeyCmd) -> anyhow::Result<()> {
             Ok(())
         }
         ApikeyCmd::List { config, output } => {
-            let store = open(config)?;
+            let store = open(config).await?;
             let keys = store.apikey_list().await.context("cannot read the keys")?;
             store.close();
             if output == Format::Json {
@@ -53,7 +51,7 @@ pub async fn apikey(cmd: ApikeyCmd) -> anyhow::Result<()> {
             Ok(())
         }
         ApikeyCmd::Revoke { id, config } => {
-            let store = open(config)?;
+            let store = open(config).await?;
             let result = store.apikey_revoke(&id, SystemClock.now_ms()).await;
             store.close();
             let rec = result.with_context(|| format!("cannot revoke key {id}"))?;
@@ -64,15 +62,8 @@ pub async fn apikey(cmd: ApikeyCmd) -> anyhow::Result<()> {
 }
 
 /// Opens the store the config names (creating and migrating it if needed).
-fn open(args: ConfigArgs) -> anyhow::Result<DynStore> {
-    let env = config::process_env();
-    let file = config::config_path(args.config.as_deref(), &env);
-    let flags = Overrides {
-        data_dir: args.data_dir,
-        ..Overrides::default()
-    };
-    let config = Config::load(file.as_deref(), &env, &flags)?;
-    open_store(&config.data_dir, config.durability)
+async fn open(args: ConfigArgs) -> anyhow::Result<DynStore> {
+    crate::store::open(&args.load()?).await
 }
 
 impl From<RoleArg> for ApiRole {

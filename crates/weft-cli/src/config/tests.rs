@@ -112,6 +112,7 @@ pool_idle_per_host = 8
         listen: Some("0.0.0.0:1".into()),
         flows_dir: Some("/flows/flag".into()),
         durability: Some(Durability::Normal),
+        ..Overrides::default()
     };
     let c = Config::load(Some(&path), &vars, &flags).unwrap();
     assert_eq!(c.data_dir, PathBuf::from("/from/flag"));
@@ -335,4 +336,105 @@ fn event_settings_come_from_file_and_env_and_reach_the_engine() {
     );
     let err = load_err(None, &env(&[("WEFT_EVENTS__BUFFER", "0")]));
     assert!(err.contains("events.buffer"), "{err}");
+}
+
+#[test]
+fn postgres_store_comes_from_file_env_and_flags() {
+    let c = Config::load(None, &[], &Overrides::default()).unwrap();
+    assert_eq!(c.database_url, None);
+    assert_eq!(c.postgres.schema, "public");
+    assert_eq!(c.postgres.pool_size, 16);
+    assert_eq!(c.postgres.connect_wait, Duration::from_secs(30));
+
+    let (_dir, path) = write_toml(
+        r#"
+database_url = "postgres://weft:secret@db:5432/weft"
+
+[postgres]
+schema = "weft_prod"
+pool_size = 8
+connect_wait = "1m"
+"#,
+    );
+    let c = Config::load(Some(&path), &[], &Overrides::default()).unwrap();
+    let url = c.database_url.as_ref().unwrap();
+    assert_eq!(url.as_str(), "postgres://weft:secret@db:5432/weft");
+    assert_eq!(c.postgres.schema, "weft_prod");
+    assert_eq!(c.postgres.pool_size, 8);
+    assert_eq!(c.postgres.connect_wait, Duration::from_secs(60));
+    // A printed config never shows the password.
+    assert!(!format!("{c:?}").contains("secret"));
+
+    let vars = env(&[
+        ("WEFT_DATABASE_URL", "postgresql://other@db2/weft"),
+        ("WEFT_POSTGRES__SCHEMA", "weft_env"),
+        ("WEFT_POSTGRES__POOL_SIZE", "4"),
+        ("WEFT_POSTGRES__CONNECT_WAIT", "5s"),
+    ]);
+    let c = Config::load(Some(&path), &vars, &Overrides::default()).unwrap();
+    assert_eq!(
+        c.database_url.as_ref().unwrap().as_str(),
+        "postgresql://other@db2/weft"
+    );
+    assert_eq!(
+        (c.postgres.schema.as_str(), c.postgres.pool_size),
+        ("weft_env", 4)
+    );
+    assert_eq!(c.postgres.connect_wait, Duration::from_secs(5));
+
+    let flags = Overrides {
+        database_url: Some("postgres://flag@db3/weft".into()),
+        connect_wait: Some(Duration::ZERO),
+        ..Overrides::default()
+    };
+    let c = Config::load(Some(&path), &vars, &flags).unwrap();
+    assert_eq!(
+        c.database_url.as_ref().unwrap().as_str(),
+        "postgres://flag@db3/weft"
+    );
+    assert_eq!(c.postgres.connect_wait, Duration::ZERO);
+    // An empty flag or variable means SQLite.
+    let flags = Overrides {
+        database_url: Some(String::new()),
+        ..Overrides::default()
+    };
+    assert_eq!(
+        Config::load(Some(&path), &vars, &flags)
+            .unwrap()
+            .database_url,
+        None
+    );
+}
+
+#[test]
+fn bad_postgres_settings_are_reported_without_the_password() {
+    let vars = env(&[
+        ("WEFT_DATABASE_URL", "mysql://root:hunter2@db/weft"),
+        ("WEFT_POSTGRES__SCHEMA", "Weft-Prod"),
+        ("WEFT_POSTGRES__POOL_SIZE", "0"),
+    ]);
+    let err = load_err(None, &vars);
+    assert!(err.contains("database_url"), "{err}");
+    assert!(err.contains("postgres://"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(err.contains("postgres.schema"), "{err}");
+    assert!(err.contains("postgres.pool_size = 0"), "{err}");
+    let err = load_err(None, &env(&[("WEFT_POSTGRES__POOL", "3")]));
+    assert!(
+        err.contains("did you mean WEFT_POSTGRES__POOL_SIZE"),
+        "{err}"
+    );
+    let err = load_err(
+        None,
+        &env(&[("WEFT_DATABASE_URL", "postgres://u:hunter2@h:99999/d")]),
+    );
+    assert!(err.contains("not a valid PostgreSQL URL"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    // The tests' own variable is not a config key, but not an error either.
+    Config::load(
+        None,
+        &env(&[("WEFT_TEST_DATABASE_URL", "postgres://x@y/z")]),
+        &Overrides::default(),
+    )
+    .unwrap();
 }

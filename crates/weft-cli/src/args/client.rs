@@ -1,0 +1,255 @@
+//! Shapes of the client commands, which talk to a running server.
+
+use super::{ClientOpts, InputArgs};
+use clap::builder::PossibleValuesParser;
+use clap::{ArgGroup, Args, Subcommand};
+use std::path::PathBuf;
+use weft_core::RunState;
+
+/// `weft flow ...`.
+#[derive(Subcommand, Debug)]
+pub enum FlowCmd {
+    /// Apply flow files (YAML or JSON, by extension); unchanged documents keep their version.
+    Apply {
+        /// Flow files.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// List flows (latest version of each).
+    List {
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Show a flow document.
+    Get {
+        /// Flow name.
+        name: String,
+        /// Version [default: latest]
+        #[arg(long)]
+        version: Option<u32>,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// List every stored version of a flow.
+    Versions {
+        /// Flow name.
+        name: String,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Show what changed between two versions: nodes added, removed and changed.
+    Diff {
+        /// Flow name.
+        name: String,
+        /// The older version
+        #[arg(long)]
+        from: u32,
+        /// The newer version [default: latest]
+        #[arg(long)]
+        to: Option<u32>,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Delete a flow (every version); refused while a run of it is queued or running.
+    Delete {
+        /// Flow name.
+        name: String,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+}
+
+/// `weft run <subcommand>`.
+#[derive(Subcommand, Debug)]
+pub enum RunCmd {
+    /// Start a run of a flow.
+    Start {
+        /// Flow name.
+        flow: String,
+        #[command(flatten)]
+        input: InputArgs,
+        /// Flow version [default: latest]
+        #[arg(long)]
+        version: Option<u32>,
+        /// Starting again with the same key returns the first run instead of a new one
+        #[arg(long, value_name = "KEY")]
+        idempotency_key: Option<String>,
+        /// Wait until the run finishes and print it; exit 1 unless it succeeded
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Show a run node by node.
+    Get {
+        /// Run id.
+        id: String,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// List runs, newest first.
+    List {
+        /// Only runs of this flow
+        #[arg(long)]
+        flow: Option<String>,
+        /// Only runs in this state
+        #[arg(long, value_parser = run_states())]
+        state: Option<String>,
+        /// At most this many runs [default: the server's]
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Only runs older than this run id (the `next` cursor of a previous page)
+        #[arg(long, value_name = "ID")]
+        before: Option<String>,
+        /// Only runs created at or after this RFC 3339 time
+        #[arg(long, value_name = "TIME")]
+        created_after: Option<String>,
+        /// Only runs created before this RFC 3339 time
+        #[arg(long, value_name = "TIME")]
+        created_before: Option<String>,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Cancel runs; their running attempts are told to stop. Several ids go in one request.
+    Cancel {
+        /// Run ids.
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Retry a failed run: every dead node gets fresh attempts and the run resumes.
+    Retry {
+        /// Run id.
+        id: String,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Show each node of a run with its attempt history.
+    Tasks {
+        /// Run id.
+        id: String,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Start many runs in one request (at most 1000): FILE holds a JSON array of
+    /// `{"flow", "input"?, "version"?, "idempotency_key"?}`, or one such object per line.
+    StartBatch {
+        /// JSON or JSON Lines file (`-` for stdin).
+        file: PathBuf,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+}
+
+fn run_states() -> PossibleValuesParser {
+    PossibleValuesParser::new(RunState::ALL.iter().map(|s| s.as_str()))
+}
+
+/// `weft dlq ...`.
+#[derive(Subcommand, Debug)]
+pub enum DlqCmd {
+    /// List dead-lettered tasks, most recent first.
+    List {
+        /// Only tasks of this flow
+        #[arg(long)]
+        flow: Option<String>,
+        /// Only tasks of this node
+        #[arg(long)]
+        node: Option<String>,
+        /// At most this many [default: the server's]
+        #[arg(long)]
+        limit: Option<u32>,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Give dead tasks fresh attempts; their runs resume. Either RUN_ID NODE, or
+    /// `--flow`/`--node` to replay every matching dead task (up to `--limit`, 1000).
+    #[command(group(ArgGroup::new("which").required(true).multiple(true)))]
+    Replay {
+        /// Run id.
+        #[arg(group = "which", requires = "node", conflicts_with_all = ["flow", "by_node", "limit"])]
+        run_id: Option<String>,
+        /// Node name.
+        node: Option<String>,
+        /// Replay every dead task of this flow
+        #[arg(long, group = "which")]
+        flow: Option<String>,
+        /// Replay every dead task of this node name
+        #[arg(long = "node", id = "by_node", group = "which")]
+        by_node: Option<String>,
+        /// At most this many with --flow/--node [default: 1000]
+        #[arg(long)]
+        limit: Option<u32>,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Show one dead task with every attempt.
+    Show {
+        /// Run id.
+        run_id: String,
+        /// Node name.
+        node: String,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Discard a dead task of a failed run: it becomes `cancelled`, the run stays failed.
+    Discard {
+        /// Run id.
+        run_id: String,
+        /// Node name.
+        node: String,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+}
+
+/// `weft queue ...`.
+#[derive(Subcommand, Debug)]
+pub enum QueueCmd {
+    /// List queues with their live figures.
+    List {
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Change a queue's concurrency or pause it, live and persistently.
+    #[command(group(ArgGroup::new("change").required(true).multiple(true)))]
+    Set {
+        /// Queue name.
+        name: String,
+        /// Attempts that may run at once (1 to 10000)
+        #[arg(long, group = "change")]
+        concurrency: Option<u32>,
+        /// Stop starting new attempts
+        #[arg(long, group = "change", conflicts_with = "resume")]
+        pause: bool,
+        /// Start attempts again
+        #[arg(long, group = "change")]
+        resume: bool,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Pause a queue: no new attempts start; nothing is lost.
+    Pause {
+        /// Queue name.
+        name: String,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Resume a paused queue.
+    Resume {
+        /// Queue name.
+        name: String,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+}
+
+/// `weft nodes`.
+#[derive(Args, Debug)]
+pub struct NodesArgs {
+    #[command(flatten)]
+    pub client: ClientOpts,
+}
