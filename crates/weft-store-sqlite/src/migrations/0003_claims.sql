@@ -4,9 +4,9 @@
 ALTER TABLE tasks ADD COLUMN lease_owner TEXT;
 ALTER TABLE tasks ADD COLUMN lease_until INTEGER;
 
--- What task_claim reads: the unclaimed ready tasks of one queue, in claim order.
-CREATE INDEX tasks_claim ON tasks (queue, priority DESC, run_id, idx)
-    WHERE state = 'ready' AND lease_owner IS NULL;
+-- No index for task_claim: a SQLite database has one weft process (clusters run on
+-- PostgreSQL), which keeps claims in memory and never calls it, and an index over every
+-- ready task would cost each task two index writes on the embedded hot path.
 -- A worker's leases (task_heartbeat) and the leases that ran out (task_reap).
 CREATE INDEX tasks_lease_owner ON tasks (lease_owner) WHERE lease_owner IS NOT NULL;
 CREATE INDEX tasks_lease_until ON tasks (lease_until) WHERE lease_owner IS NOT NULL;
