@@ -66,16 +66,28 @@ pub(crate) async fn prometheus(State(gw): State<Arc<Gateway>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-/// `GET /v1/cluster`: this node — weft is one process, so it holds every role.
+/// `GET /v1/cluster`: this node, and the cluster's leader when processes share the database
+/// (`leader` is null outside a cluster, or while nobody holds the lease). `weft up` is one
+/// process holding every role; `weft serve` reports the roles it was given.
 #[utoipa::path(get, path = "/v1/cluster", tag = "ops",
     responses((status = 200, body = serde_json::Value,
-        description = "`{node_id, roles, version, uptime_s, load: {inflight, ready, http_inflight}}`"),
+        description = "`{node_id, roles, is_leader, leader: {node_id, lease_until_ms} | null, version, uptime_s, load: {inflight, ready, http_inflight}}`"),
         (status = 401, body = ErrorBody)))]
 pub(crate) async fn cluster(State(gw): State<Arc<Gateway>>) -> Json<Value> {
     let ready: usize = gw.engine.queue_list().iter().map(|q| q.ready).sum();
+    let leader = match gw.engine.leader().await {
+        Ok(Some((node_id, until))) => json!({"node_id": node_id, "lease_until_ms": until}),
+        Ok(None) => Value::Null,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the leader lease");
+            Value::Null
+        }
+    };
     Json(json!({
         "node_id": gw.engine.node_id(),
         "roles": ["gateway", "orchestrator", "worker"],
+        "is_leader": gw.engine.is_leader(),
+        "leader": leader,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_s": gw.started.elapsed().as_secs(),
         "load": {

@@ -29,6 +29,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the weft server: store, engine and HTTP API, until SIGTERM or SIGINT.
     Up(UpArgs),
+    /// Run one part of a weft cluster (gateway, orchestrator, worker) on a PostgreSQL
+    /// database shared with other `weft serve` processes, until SIGTERM or SIGINT.
+    Serve(ServeArgs),
     /// Apply and read flows on a server.
     #[command(subcommand)]
     Flow(FlowCmd),
@@ -112,6 +115,82 @@ pub struct UpArgs {
     /// Commit durability [default: full]
     #[arg(long, value_enum)]
     pub durability: Option<DurabilityArg>,
+}
+
+/// `weft serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Roles of this process, comma-separated or repeated: gateway (the API), orchestrator
+    /// (leader election: timers, lost-claim recovery), worker (runs tasks)
+    #[arg(long = "role", value_enum, value_delimiter = ',', required = true)]
+    pub roles: Vec<ServeRole>,
+    /// Address the HTTP server listens on (the whole API for a gateway; /health, /ready,
+    /// /metrics and /v1/cluster otherwise) [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Directory of flow files applied at start (gateway only)
+    #[arg(long, value_name = "DIR")]
+    pub flows: Option<PathBuf>,
+    /// This process's name in leases, unique per process [env: WEFT_NODE_ID]
+    /// [default: <hostname>-<pid>]
+    #[arg(long, value_name = "ID")]
+    pub node_id: Option<String>,
+    /// Queues a worker claims from, comma-separated [default: all]
+    #[arg(long, value_name = "QUEUES", value_delimiter = ',')]
+    pub queues: Option<Vec<String>>,
+    /// How long a worker's claim lasts without a heartbeat, e.g. 15s [default: 15s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub lease: Option<Duration>,
+    /// How long the leader's lease lasts without renewal, e.g. 5s [default: 5s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub leader_ttl: Option<Duration>,
+    /// Longest an idle worker waits before asking the database for work [default: 100ms]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub poll: Option<Duration>,
+}
+
+/// `weft serve --role` values.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServeRole {
+    /// Serves the API and applies flow files.
+    Gateway,
+    /// May be elected leader: fires timers and hands back expired claims.
+    Orchestrator,
+    /// Claims and runs tasks.
+    Worker,
+}
+
+impl ServeArgs {
+    /// The roles given.
+    pub fn roles(&self) -> config::Roles {
+        let has = |r| self.roles.contains(&r);
+        config::Roles {
+            gateway: has(ServeRole::Gateway),
+            orchestrator: has(ServeRole::Orchestrator),
+            worker: has(ServeRole::Worker),
+        }
+    }
+
+    /// The values given as flags.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            listen: self.listen.clone(),
+            flows_dir: self.flows.clone(),
+            node_id: self.node_id.clone(),
+            lease: self.lease,
+            leader_ttl: self.leader_ttl,
+            poll: self.poll,
+            worker_queues: self.queues.as_ref().map(|q| {
+                q.iter()
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            }),
+            ..self.config.overrides()
+        }
+    }
 }
 
 /// `--durability` values.
@@ -270,6 +349,43 @@ mod tests {
         assert!(local.local);
         assert_eq!(local.file, Some(PathBuf::from("f.yaml")));
         assert!(Cli::try_parse_from(["weft", "run", "f.yaml"]).is_err());
+    }
+
+    #[test]
+    fn serve_takes_roles_as_a_list_or_repeated() {
+        let parse = |a: &[&str]| match Cli::try_parse_from(a).map(|c| c.command) {
+            Ok(Command::Serve(s)) => Some(s.roles()),
+            _ => None,
+        };
+        let all = config::Roles {
+            gateway: true,
+            orchestrator: true,
+            worker: true,
+        };
+        assert_eq!(
+            parse(&["weft", "serve", "--role", "gateway,orchestrator,worker"]),
+            Some(all)
+        );
+        assert_eq!(
+            parse(&[
+                "weft",
+                "serve",
+                "--role",
+                "worker",
+                "--role",
+                "gateway,orchestrator"
+            ]),
+            Some(all)
+        );
+        assert_eq!(
+            parse(&["weft", "serve", "--role", "worker"]),
+            Some(config::Roles {
+                worker: true,
+                ..Default::default()
+            })
+        );
+        assert_eq!(parse(&["weft", "serve"]), None);
+        assert_eq!(parse(&["weft", "serve", "--role", "janitor"]), None);
     }
 
     #[test]

@@ -13,11 +13,13 @@ use weft_api::limits::Rate;
 use weft_engine::EngineConfig;
 use weft_store_sqlite::Durability;
 
+mod cluster;
 mod env;
 mod store;
 #[cfg(test)]
 mod tests;
 
+pub use cluster::{ClusterSettings, Roles, split_list};
 pub use store::{DatabaseUrl, PostgresConfig};
 
 /// Where the database lives when nothing says otherwise.
@@ -75,6 +77,11 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// The live event stream (`/v1/events`).
     pub events: EventsConfig,
+    /// This process's name among the processes sharing a database (`weft serve`).
+    /// Default `<hostname>-<pid>`.
+    pub node_id: Option<String>,
+    /// `weft serve`'s leases and polling.
+    pub cluster: ClusterSettings,
 }
 
 /// The live event stream's buffer and its tolerance for slow subscribers.
@@ -173,6 +180,8 @@ impl Default for Config {
             trust_proxy: false,
             limits: LimitsConfig::default(),
             events: EventsConfig::default(),
+            node_id: None,
+            cluster: ClusterSettings::default(),
         }
     }
 }
@@ -202,6 +211,16 @@ pub struct Overrides {
     pub database_url: Option<String>,
     /// `--connect-wait`.
     pub connect_wait: Option<Duration>,
+    /// `--node-id`.
+    pub node_id: Option<String>,
+    /// `--lease`.
+    pub lease: Option<Duration>,
+    /// `--leader-ttl`.
+    pub leader_ttl: Option<Duration>,
+    /// `--poll`.
+    pub poll: Option<Duration>,
+    /// `--queues`.
+    pub worker_queues: Option<Vec<String>>,
 }
 
 pub(crate) fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -277,6 +296,21 @@ impl Config {
         if let Some(w) = flags.connect_wait {
             self.postgres.connect_wait = w;
         }
+        if let Some(n) = &flags.node_id {
+            self.node_id = Some(n.trim().to_string());
+        }
+        if let Some(l) = flags.lease {
+            self.cluster.lease = l;
+        }
+        if let Some(t) = flags.leader_ttl {
+            self.cluster.leader_ttl = t;
+        }
+        if let Some(p) = flags.poll {
+            self.cluster.poll = p;
+        }
+        if let Some(q) = &flags.worker_queues {
+            self.cluster.worker_queues = q.clone();
+        }
     }
 
     /// Checks every value, reporting all problems at once.
@@ -309,6 +343,14 @@ impl Config {
             problems.push(format!("database_url = {:?}: {why}", url.shown()));
         }
         problems.extend(self.postgres.problems());
+        problems.extend(self.cluster.problems());
+        if let Some(id) = &self.node_id
+            && (id.is_empty() || id.len() > 128 || id.chars().any(char::is_control))
+        {
+            problems.push(format!(
+                "node_id = {id:?}: use 1 to 128 printable characters"
+            ));
+        }
         if let Some(p) = concurrency_problem("default_concurrency", self.default_concurrency) {
             problems.push(p);
         }

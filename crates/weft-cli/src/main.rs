@@ -1,4 +1,4 @@
-//! The `weft` binary: the server (`weft up`), client commands for a running server, local
+//! The `weft` binary: the server (`weft up`, or `weft serve` for a cluster), client commands for a running server, local
 //! runs and store maintenance.
 //!
 //! Exit codes: 0 success; 1 a failure the user can act on (a server error, an invalid flow,
@@ -12,6 +12,7 @@ mod commands;
 mod config;
 mod local;
 mod output;
+mod serve;
 mod store;
 mod up;
 
@@ -59,6 +60,7 @@ fn main() -> ExitCode {
 async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Up(args) => up::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
         Command::Migrate(args) => local::migrate(args).await,
         Command::Apikey(cmd) => commands::apikey(cmd).await,
         Command::Run(RunArgs {

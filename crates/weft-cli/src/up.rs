@@ -1,9 +1,9 @@
-//! `weft up`: the server process. It owns the order of start-up (config, flow files, store,
+//! `weft up`: the server process (and, with roles, each process of `weft serve`). It owns the order of start-up (config, flow files, store,
 //! engine, flows, HTTP) and of shutdown (stop accepting HTTP, then let the engine finish
 //! in-flight attempts), and reloads queue limits on SIGHUP.
 
 use crate::args::UpArgs;
-use crate::config::{self, Config, Overrides};
+use crate::config::{self, Config, Overrides, Roles};
 use crate::store;
 use anyhow::{Context, bail};
 use std::collections::{BTreeMap, HashMap};
@@ -28,6 +28,22 @@ impl Sources {
 
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    let flags = Overrides {
+        listen: args.listen,
+        flows_dir: args.flows,
+        durability: args.durability.map(Into::into),
+        ..args.config.overrides()
+    };
+    run_server(args.config.config.as_deref(), flags, None).await
+}
+
+/// The server of `weft up` (`roles` is `None`: one process owning its store) and of
+/// `weft serve` (the roles of one process of a cluster).
+pub(crate) async fn run_server(
+    config_file: Option<&Path>,
+    flags: Overrides,
+    roles: Option<Roles>,
+) -> anyhow::Result<()> {
     // Installed first, so a signal during start-up is acted on rather than killing us.
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
@@ -35,18 +51,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let env = config::process_env();
     let sources = Sources {
-        file: config::config_path(args.config.config.as_deref(), &env),
+        file: config::config_path(config_file, &env),
         env,
-        flags: Overrides {
-            listen: args.listen,
-            flows_dir: args.flows,
-            durability: args.durability.map(Into::into),
-            ..args.config.overrides()
-        },
+        flags,
     };
     let config = sources.load()?;
+    if roles.is_some() {
+        crate::serve::check(&config)?;
+    }
+    let gateway = roles.is_none_or(|r| r.gateway);
     let flows = match &config.flows_dir {
-        Some(dir) => read_flows(dir)?,
+        Some(dir) if gateway => read_flows(dir)?,
+        Some(dir) => {
+            tracing::warn!(flows = %dir.display(), "flow files are applied by gateway processes; ignoring them here");
+            Vec::new()
+        }
         None => Vec::new(),
     };
     let addr = config.listen_addr()?;
@@ -57,7 +76,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         _ = term.recv() => return stopped_while_opening("SIGTERM"),
         _ = int.recv() => return stopped_while_opening("SIGINT"),
     };
-    let engine = Engine::start(store, config.engine_config())
+    let engine_config = match roles {
+        None => config.engine_config(),
+        Some(r) => config.cluster_engine_config(r),
+    };
+    let engine = Engine::start(store, engine_config)
         .await
         .context("cannot start the engine")?;
     match &config.database_url {
@@ -69,6 +92,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             "store open: {}",
             store::describe(&config)
         ),
+    }
+    if let Some(r) = roles {
+        crate::serve::log_start(&engine, &config, r);
     }
     for (path, spec) in flows {
         let applied = engine
@@ -89,6 +115,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr().context("no local address")?;
     let app = weft_api::router(engine.clone(), config.api_options());
+    let app = match roles {
+        Some(r) => crate::serve::cluster_router(app, r),
+        None => app,
+    };
     let (stop_http, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(
         axum::serve(
@@ -101,7 +131,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         .into_future(),
     );
     tracing::info!("weft listening on http://{local}");
-    log_auth_state(&engine, &config).await;
+    if gateway {
+        log_auth_state(&engine, &config).await;
+    }
 
     let sources = Arc::new(sources);
     let reloader = tokio::spawn(reload_on_hangup(hup, engine.clone(), sources));
@@ -124,6 +156,8 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     }
     let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    // In a cluster this also gives up the leader lease, so another orchestrator takes
+    // over at once.
     engine.shutdown(left).await;
     tracing::info!("weft stopped");
     Ok(())

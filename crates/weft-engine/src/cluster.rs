@@ -24,7 +24,8 @@ const TIMER_TICK: Duration = Duration::from_millis(100);
 /// How often the served queues are looked up again when the configuration names none.
 const DISCOVER_EVERY: Duration = Duration::from_secs(5);
 
-/// Starts the cluster loops this process's roles call for.
+/// Starts the cluster loops this process's roles call for. The leader loop's handle is
+/// kept so that shutdown can wait for it to give the lease up.
 pub(crate) fn start(inner: &Arc<Inner>) {
     let Some(cfg) = &inner.config.cluster else {
         return;
@@ -34,7 +35,21 @@ pub(crate) fn start(inner: &Arc<Inner>) {
         tokio::spawn(discover(inner.clone()));
     }
     if cfg.orchestrator {
-        tokio::spawn(lead(inner.clone()));
+        *inner.leader_loop.lock() = Some(tokio::spawn(lead(inner.clone())));
+    }
+}
+
+/// Longest shutdown waits for the leader loop to give its lease up.
+const RELEASE_WAIT: Duration = Duration::from_secs(3);
+
+/// Waits (briefly) for the leader loop to end after `stopping`: it gives the lease up on
+/// its way out, so another orchestrator takes over at once rather than after the TTL.
+pub(crate) async fn stopped(inner: &Inner) {
+    let handle = inner.leader_loop.lock().take();
+    if let Some(handle) = handle
+        && tokio::time::timeout(RELEASE_WAIT, handle).await.is_err()
+    {
+        tracing::warn!("the leader lease was not given up in time; it ends by itself");
     }
 }
 

@@ -52,6 +52,8 @@ pub(crate) struct Inner {
     pub started_at: Millis,
     /// True while this process holds the cluster's leader lease (see `cluster`).
     pub is_leader: AtomicBool,
+    /// The leader loop, awaited by shutdown (see `cluster::stopped`).
+    pub leader_loop: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// A handle to a running engine. Cheap to clone.
@@ -347,6 +349,7 @@ impl Engine {
             worker_id: config_node_id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
             started_at,
             is_leader: AtomicBool::new(false),
+            leader_loop: Mutex::new(None),
         });
         for q in inner.store.queue_list().await? {
             inner
@@ -669,5 +672,6 @@ impl Engine {
                 break;
             }
         }
+        crate::cluster::stopped(&self.inner).await;
     }
 }

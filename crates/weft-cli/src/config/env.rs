@@ -2,7 +2,7 @@
 //! variable is an error naming the closest known one.
 
 use super::store::non_empty;
-use super::{CONFIG_ENV, Config, parse_rate};
+use super::{CONFIG_ENV, Config, parse_rate, split_list};
 use anyhow::bail;
 use std::path::PathBuf;
 use weft_store_sqlite::Durability;
@@ -43,6 +43,11 @@ const ENV_KEYS: &[&str] = &[
     "WEFT_POSTGRES__SCHEMA",
     "WEFT_POSTGRES__POOL_SIZE",
     "WEFT_POSTGRES__CONNECT_WAIT",
+    "WEFT_NODE_ID",
+    "WEFT_CLUSTER__LEASE",
+    "WEFT_CLUSTER__LEADER_TTL",
+    "WEFT_CLUSTER__POLL",
+    "WEFT_CLUSTER__WORKER_QUEUES",
 ];
 
 impl Config {
@@ -74,6 +79,11 @@ impl Config {
                 "WEFT_POSTGRES__SCHEMA" => self.postgres.schema = value.trim().to_string(),
                 "WEFT_POSTGRES__POOL_SIZE" => self.postgres.pool_size = parse_number(key, value)?,
                 "WEFT_POSTGRES__CONNECT_WAIT" => self.postgres.connect_wait = parse_duration()?,
+                "WEFT_NODE_ID" => self.node_id = Some(value.trim().to_string()),
+                "WEFT_CLUSTER__LEASE" => self.cluster.lease = parse_duration()?,
+                "WEFT_CLUSTER__LEADER_TTL" => self.cluster.leader_ttl = parse_duration()?,
+                "WEFT_CLUSTER__POLL" => self.cluster.poll = parse_duration()?,
+                "WEFT_CLUSTER__WORKER_QUEUES" => self.cluster.worker_queues = split_list(value),
                 "WEFT_TRUST_PROXY" => self.trust_proxy = parse_bool(key, value)?,
                 "WEFT_EVENTS__BUFFER" => self.events.buffer = parse_number(key, value)?,
                 "WEFT_EVENTS__SUBSCRIBER_LAG" => {

@@ -1,7 +1,10 @@
 //! Helpers shared by the binary's integration tests: start the real `weft up` on a free
 //! port and its own data directory, wait for it with deadlines, run client commands.
+//! `cluster` starts `weft serve` processes on a fresh PostgreSQL schema.
 
 #![allow(dead_code)]
+
+pub mod cluster;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -74,26 +77,34 @@ impl Server {
 
     /// [`Server::start`] with environment variables.
     pub async fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
-        let port = free_port();
-        let url = format!("http://127.0.0.1:{port}");
-        let log = data_dir.with_extension(format!("{port}.log"));
-        let log_file = std::fs::File::create(&log).unwrap();
-        let mut cmd = weft_command();
-        cmd.args(["up", "--data-dir"])
-            .arg(data_dir)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(extra)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file);
-        let child = cmd.spawn().expect("weft up starts");
-        let mut server = Server { child, url, log };
+        let mut args: Vec<&str> = vec!["up", "--data-dir", data_dir.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let log = |port: u16| data_dir.with_extension(format!("{port}.log"));
+        let mut server = Self::spawn(&args, env, log);
         server.wait_healthy().await;
         server
     }
 
-    async fn wait_healthy(&mut self) {
+    /// Starts the binary with `args`, `--listen` on a free port and `env`, its stderr going
+    /// to `log(port)`; does not wait for it.
+    pub fn spawn(args: &[&str], env: &[(&str, &str)], log: impl FnOnce(u16) -> PathBuf) -> Server {
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let log = log(port);
+        let log_file = std::fs::File::create(&log).unwrap();
+        let mut cmd = weft_command();
+        cmd.args(args)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        let child = cmd.spawn().expect("weft starts");
+        Server { child, url, log }
+    }
+
+    /// Waits until the process answers /health.
+    pub async fn wait_healthy(&mut self) {
         let client = reqwest::Client::new();
         let deadline = Instant::now() + START_DEADLINE;
         loop {
@@ -103,11 +114,11 @@ impl Server {
                 return;
             }
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("weft up exited early with {status}:\n{}", self.log_text());
+                panic!("weft exited early with {status}:\n{}", self.log_text());
             }
             assert!(
                 Instant::now() < deadline,
-                "weft up not healthy after {START_DEADLINE:?}:\n{}",
+                "weft not healthy after {START_DEADLINE:?}:\n{}",
                 self.log_text()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -142,7 +153,7 @@ impl Server {
             }
             assert!(
                 Instant::now() < end,
-                "weft up still running {deadline:?} after being told to stop:\n{}",
+                "weft still running {deadline:?} after being told to stop:\n{}",
                 self.log_text()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -151,6 +162,11 @@ impl Server {
 
     /// SIGKILL: no chance to finish anything.
     pub fn kill(mut self) {
+        self.kill_now();
+    }
+
+    /// SIGKILL, keeping the value (and its log) around.
+    pub fn kill_now(&mut self) {
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reaped");
     }
