@@ -13,7 +13,7 @@
 use super::dag::{Deltas, Seed};
 use super::finish::ParentOutcome;
 use super::{RunId, W, due, new_change};
-use crate::conv::{col, exec, rows, to_text};
+use crate::conv::{col, db, exec, rows, to_text};
 use rand::Rng;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -51,10 +51,20 @@ struct Cols {
     text: Vec<Option<String>>,
     at: Vec<Option<Millis>>,
     rec: Vec<Option<String>>,
+    /// Position of each entry in the wave's batch.
+    src: Vec<usize>,
 }
 
 impl Cols {
-    fn push(&mut self, r: &Res, text: Option<String>, at: Option<Millis>, rec: Option<String>) {
+    fn push(
+        &mut self,
+        i: usize,
+        r: &Res,
+        text: Option<String>,
+        at: Option<Millis>,
+        rec: Option<String>,
+    ) {
+        self.src.push(i);
         self.run.push(r.run.to_string());
         self.ms.push(r.ms);
         self.node.push(r.flow.nodes[r.idx].name.clone());
@@ -66,37 +76,93 @@ impl Cols {
 }
 
 const SUCCEED: &str =
-    "UPDATE tasks t SET state = 'succeeded', output = u.text, error = NULL, finished_at = u.at,
+    "WITH l AS MATERIALIZED (
+         SELECT 1 FROM runs r JOIN unnest($8::text[], $9::int8[]) AS k(id, ms) ON r.id = k.id AND r.id_ms = k.ms
+         ORDER BY r.id FOR UPDATE OF r)
+     UPDATE tasks t SET state = 'succeeded', output = u.text, error = NULL, finished_at = u.at,
          lease_owner = NULL, lease_until = NULL
      FROM unnest($1::text[], $2::int8[], $3::text[], $4::int4[], $5::text[], $6::int8[], $7::text[])
-          AS u(run_id, ms, node, attempt, text, at, rec)
+          WITH ORDINALITY AS u(run_id, ms, node, attempt, text, at, rec, i)
      WHERE t.run_id = u.run_id AND t.run_ms = u.ms AND t.node = u.node AND t.attempt = u.attempt
+       AND (SELECT count(*) FROM l) >= 0
        AND t.state IN ('ready', 'running', 'suspended')
-     RETURNING u.run_id, u.node, u.attempt";
-const RETRY: &str = "UPDATE tasks t SET state = 'pending', attempt = t.attempt + 1, scheduled_at = u.at, error = u.text,
+     RETURNING u.i";
+const RETRY: &str = "WITH l AS MATERIALIZED (
+         SELECT 1 FROM runs r JOIN unnest($8::text[], $9::int8[]) AS k(id, ms) ON r.id = k.id AND r.id_ms = k.ms
+         ORDER BY r.id FOR UPDATE OF r)
+     UPDATE tasks t SET state = 'pending', attempt = t.attempt + 1, scheduled_at = u.at, error = u.text,
          lease_owner = NULL, lease_until = NULL,
          attempts = coalesce(t.attempts, '[]'::jsonb) || jsonb_build_array(u.rec::jsonb)
      FROM unnest($1::text[], $2::int8[], $3::text[], $4::int4[], $5::text[], $6::int8[], $7::text[])
-          AS u(run_id, ms, node, attempt, text, at, rec)
+          WITH ORDINALITY AS u(run_id, ms, node, attempt, text, at, rec, i)
      WHERE t.run_id = u.run_id AND t.run_ms = u.ms AND t.node = u.node AND t.attempt = u.attempt
+       AND (SELECT count(*) FROM l) >= 0
        AND t.state IN ('ready', 'running', 'suspended')
-     RETURNING u.run_id, u.node, u.attempt";
+     RETURNING u.i";
 const KILL: &str =
-    "UPDATE tasks t SET state = 'dead', error = u.text, finished_at = u.at, scheduled_at = NULL,
+    "WITH l AS MATERIALIZED (
+         SELECT 1 FROM runs r JOIN unnest($8::text[], $9::int8[]) AS k(id, ms) ON r.id = k.id AND r.id_ms = k.ms
+         ORDER BY r.id FOR UPDATE OF r)
+     UPDATE tasks t SET state = 'dead', error = u.text, finished_at = u.at, scheduled_at = NULL,
          lease_owner = NULL, lease_until = NULL,
          attempts = coalesce(t.attempts, '[]'::jsonb) || jsonb_build_array(u.rec::jsonb)
      FROM unnest($1::text[], $2::int8[], $3::text[], $4::int4[], $5::text[], $6::int8[], $7::text[])
-          AS u(run_id, ms, node, attempt, text, at, rec)
+          WITH ORDINALITY AS u(run_id, ms, node, attempt, text, at, rec, i)
      WHERE t.run_id = u.run_id AND t.run_ms = u.ms AND t.node = u.node AND t.attempt = u.attempt
+       AND (SELECT count(*) FROM l) >= 0
        AND t.state IN ('ready', 'running', 'suspended')
-     RETURNING u.run_id, u.node, u.attempt";
+     RETURNING u.i";
 // Only the current attempt of a live task may start a child: suspend first, create after.
-const SUSPEND: &str = "UPDATE tasks t SET state = 'suspended', child_run = u.text, lease_owner = NULL, lease_until = NULL
+const SUSPEND: &str = "WITH l AS MATERIALIZED (
+         SELECT 1 FROM runs r JOIN unnest($8::text[], $9::int8[]) AS k(id, ms) ON r.id = k.id AND r.id_ms = k.ms
+         ORDER BY r.id FOR UPDATE OF r)
+     UPDATE tasks t SET state = 'suspended', child_run = u.text, lease_owner = NULL, lease_until = NULL
      FROM unnest($1::text[], $2::int8[], $3::text[], $4::int4[], $5::text[], $6::int8[], $7::text[])
-          AS u(run_id, ms, node, attempt, text, at, rec)
+          WITH ORDINALITY AS u(run_id, ms, node, attempt, text, at, rec, i)
      WHERE t.run_id = u.run_id AND t.run_ms = u.ms AND t.node = u.node AND t.attempt = u.attempt
+       AND (SELECT count(*) FROM l) >= 0
        AND t.state IN ('ready', 'running')
-     RETURNING u.run_id, u.node, u.attempt";
+     RETURNING u.i";
+
+/// Locks runs' rows in id order (see `W::lock_runs`).
+const LOCK_RUNS: &str = "SELECT 1 FROM runs r JOIN unnest($1::text[], $2::int8[]) AS u(id, ms)
+       ON r.id = u.id AND r.id_ms = u.ms
+     ORDER BY r.id FOR UPDATE OF r";
+
+/// The whole wave in one statement, when every result succeeded and none has a successor
+/// (single-node runs, the last node of a run): apply the results (as [`SUCCEED`]), then
+/// count the applied ones into their runs (as `adjust_runs`). It is sent right behind
+/// [`LOCK_RUNS`] (pipelined: one round trip for both), so every run is locked, in id order,
+/// by a statement that has finished before any task row changes. Its rows:
+/// the runs it updated (the columns of `adjust_runs`, then NULL), and the ordinals of the
+/// applied results (NULLs, then the ordinal).
+const SUCCEED_LAST: &str = "WITH done AS (
+         UPDATE tasks t SET state = 'succeeded', output = u.text, error = NULL, finished_at = u.at,
+             lease_owner = NULL, lease_until = NULL
+         FROM unnest($1::text[], $2::int8[], $3::text[], $4::int4[], $5::text[], $6::int8[], $7::text[])
+              WITH ORDINALITY AS u(run_id, ms, node, attempt, text, at, rec, i)
+         WHERE t.run_id = u.run_id AND t.run_ms = u.ms AND t.node = u.node AND t.attempt = u.attempt
+           AND t.state IN ('ready', 'running', 'suspended')
+         RETURNING u.i, u.run_id, u.ms, u.at),
+     d AS (SELECT run_id, ms, count(*)::int4 AS n, max(at) AS at FROM done GROUP BY run_id, ms),
+     e AS (
+         UPDATE runs r SET
+             active = r.active - d.n,
+             state = CASE WHEN r.active - d.n <= 0
+                          THEN (CASE WHEN r.dead > 0 THEN 'failed' ELSE 'succeeded' END)
+                          ELSE 'running' END,
+             finished_at = CASE WHEN r.active - d.n <= 0 THEN d.at END,
+             error = CASE WHEN r.active - d.n <= 0 AND r.dead > 0 THEN
+                 (SELECT 'node ' || t.node || ': ' || coalesce(t.error, 'failed') FROM tasks t
+                   WHERE t.run_id = r.id AND t.run_ms = r.id_ms AND t.state = 'dead'
+                   ORDER BY t.finished_at, t.idx LIMIT 1) END
+         FROM d
+         WHERE r.id = d.run_id AND r.id_ms = d.ms AND r.state IN ('queued', 'running')
+         RETURNING r.id, r.state, r.flow, r.created_at, r.parent_run, r.parent_node, r.error, d.at)
+     SELECT NULL::text, NULL::text, NULL::text, NULL::int8, NULL::text, NULL::text, NULL::text, NULL::int8, i
+       FROM done
+     UNION ALL
+     SELECT e.*, NULL::int8 FROM e";
 
 impl W<'_> {
     /// Locks the rows of `runs`, in id order, before any of their tasks is touched.
@@ -115,14 +181,7 @@ impl W<'_> {
             return Ok(());
         }
         let (id, ms): (Vec<&str>, Vec<i64>) = runs.into_iter().unzip();
-        rows(
-            &self.tx,
-            "SELECT 1 FROM runs r JOIN unnest($1::text[], $2::int8[]) AS u(id, ms)
-               ON r.id = u.id AND r.id_ms = u.ms
-             ORDER BY r.id FOR UPDATE OF r",
-            &[&id, &ms],
-        )
-        .await?;
+        rows(&self.tx, LOCK_RUNS, &[&id, &ms]).await?;
         Ok(())
     }
 
@@ -140,16 +199,22 @@ impl W<'_> {
         // Of several results for one attempt only the first counts, as if applied in order.
         let mut seen = HashSet::new();
         batch.retain(|r| seen.insert((r.run.clone(), r.idx, r.attempt)));
-        self.lock_runs(batch.iter().map(|r| (r.run.as_ref(), r.ms)))
-            .await?;
+        // The runs' locks (see `lock_runs`) are taken by the first outcome statement itself,
+        // in a locking CTE evaluated once before any task row is touched: one round trip less.
+        let mut lock: Vec<(&str, i64)> = batch.iter().map(|r| (r.run.as_ref(), r.ms)).collect();
+        lock.sort_unstable();
+        lock.dedup();
+        let (mut lock_id, mut lock_ms): (Vec<&str>, Vec<i64>) = lock.into_iter().unzip();
 
-        let (mut ok, mut retry, mut kill, mut suspend) = Default::default();
+        let (mut ok, mut retry, mut kill, mut suspend): (Cols, Cols, Cols, Cols) =
+            Default::default();
         let mut dues = vec![None; batch.len()];
         for (i, r) in batch.iter().enumerate() {
             let node = &r.flow.nodes[r.idx];
             match &r.outcome {
                 Outcome::Succeeded(output) => Cols::push(
                     &mut ok,
+                    i,
                     r,
                     Some(to_text(output)?),
                     Some(r.finished_at),
@@ -166,10 +231,11 @@ impl W<'_> {
                         let delay = node.retry.delay(r.attempt, rand::rng().random::<f64>());
                         let at = r.finished_at + delay.as_millis() as Millis;
                         dues[i] = Some(at);
-                        Cols::push(&mut retry, r, Some(error.clone()), Some(at), Some(rec));
+                        Cols::push(&mut retry, i, r, Some(error.clone()), Some(at), Some(rec));
                     } else {
                         Cols::push(
                             &mut kill,
+                            i,
                             r,
                             Some(error.clone()),
                             Some(r.finished_at),
@@ -178,11 +244,49 @@ impl W<'_> {
                     }
                 }
                 Outcome::StartChild(child) => {
-                    Cols::push(&mut suspend, r, Some(child.id.clone()), None, None)
+                    Cols::push(&mut suspend, i, r, Some(child.id.clone()), None, None)
                 }
             }
         }
-        let mut applied: HashSet<(String, String, i32)> = HashSet::new();
+        let mut applied = vec![false; batch.len()];
+        // Runs already counted by the single-statement path, with the rows it returned.
+        let mut counted: Option<Vec<tokio_postgres::Row>> = None;
+        let last = retry.run.is_empty()
+            && kill.run.is_empty()
+            && suspend.run.is_empty()
+            && batch
+                .iter()
+                .all(|r| r.flow.nodes[r.idx].successors.is_empty());
+        if last && !ok.run.is_empty() {
+            let cols = &ok;
+            let lock = self.tx.prepare_cached(LOCK_RUNS).await.map_err(db)?;
+            let apply = self.tx.prepare_cached(SUCCEED_LAST).await.map_err(db)?;
+            let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&lock_id, &lock_ms];
+            let apply_params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
+                &cols.run,
+                &cols.ms,
+                &cols.node,
+                &cols.attempt,
+                &cols.text,
+                &cols.at,
+                &cols.rec,
+            ];
+            // Both go out before either answer comes back; the server runs them in order.
+            let (_, got) = tokio::try_join!(
+                self.tx.query(&lock, &lock_params),
+                self.tx.query(&apply, &apply_params),
+            )
+            .map_err(db)?;
+            let mut runs = Vec::new();
+            for g in got {
+                match col::<Option<i64>>(&g, 8)? {
+                    Some(i) => applied[cols.src[i as usize - 1]] = true,
+                    None => runs.push(g),
+                }
+            }
+            counted = Some(runs);
+            ok = Cols::default();
+        }
         for (sql, cols) in [
             (SUCCEED, &ok),
             (RETRY, &retry),
@@ -204,11 +308,17 @@ impl W<'_> {
                     &cols.text,
                     &cols.at,
                     &cols.rec,
+                    &lock_id,
+                    &lock_ms,
                 ],
             )
             .await?;
+            // Later statements find the runs locked already.
+            lock_id.clear();
+            lock_ms.clear();
             for d in &done {
-                applied.insert((col(d, 0)?, col(d, 1)?, col(d, 2)?));
+                let i = col::<i64>(d, 0)? as usize - 1;
+                applied[cols.src[i]] = true;
             }
         }
 
@@ -217,8 +327,7 @@ impl W<'_> {
         let mut children = Vec::new();
         for (i, r) in batch.into_iter().enumerate() {
             let node = &r.flow.nodes[r.idx];
-            let key = (r.run.to_string(), node.name.clone(), r.attempt as i32);
-            if !applied.contains(&key) {
+            if !applied[i] {
                 continue;
             }
             let at = r.finished_at;
@@ -284,6 +393,10 @@ impl W<'_> {
             }
         }
 
+        if let Some(ended) = counted {
+            // No successors: nothing to propagate, and the runs were updated already.
+            return self.runs_ended(&deltas, &ended);
+        }
         self.propagate(seeds, &mut deltas).await?;
         self.adjust_runs(deltas).await
     }

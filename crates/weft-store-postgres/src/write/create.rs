@@ -174,27 +174,23 @@ impl W<'_> {
                 }
             }
         }
+        // Runs and tasks go in one statement (a data-modifying CTE always runs to the end):
+        // one round trip for the whole batch.
         exec(
             &self.tx,
-            "INSERT INTO runs (id, id_ms, flow, version, state, input, idem, parent_run, parent_node, active, created_at)
-             SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int4[], $5::text[], $6::text[],
-                                  $7::text[], $8::text[], $9::text[], $10::int4[], $11::int8[])",
-            &[
-                &r_id, &r_ms, &r_flow, &r_version, &r_state, &r_input, &r_idem, &r_parent,
-                &r_pnode, &r_active, &r_created,
-            ],
-        )
-        .await?;
-        exec(
-            &self.tx,
-            "INSERT INTO tasks (run_id, run_ms, node, idx, state, waiting, ok, attempt, queue, priority, scheduled_at)
+            "WITH r AS (
+                 INSERT INTO runs (id, id_ms, flow, version, state, input, idem, parent_run, parent_node, active, created_at)
+                 SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::int4[], $5::text[], $6::text[],
+                                      $7::text[], $8::text[], $9::text[], $10::int4[], $11::int8[]))
+             INSERT INTO tasks (run_id, run_ms, node, idx, state, waiting, ok, attempt, queue, priority, scheduled_at)
              SELECT u.run_id, u.run_ms, u.node, u.idx, u.state, u.waiting, 0, 1, u.queue, u.priority, u.scheduled_at
-             FROM unnest($1::text[], $2::int8[], $3::text[], $4::int4[], $5::text[], $6::int4[],
-                         $7::text[], $8::int4[], $9::int8[])
+             FROM unnest($12::text[], $13::int8[], $14::text[], $15::int4[], $16::text[], $17::int4[],
+                         $18::text[], $19::int4[], $20::int8[])
                   AS u(run_id, run_ms, node, idx, state, waiting, queue, priority, scheduled_at)",
             &[
-                &t_run, &t_ms, &t_node, &t_idx, &t_state, &t_waiting, &t_queue, &t_priority,
-                &t_due,
+                &r_id, &r_ms, &r_flow, &r_version, &r_state, &r_input, &r_idem, &r_parent,
+                &r_pnode, &r_active, &r_created, &t_run, &t_ms, &t_node, &t_idx, &t_state,
+                &t_waiting, &t_queue, &t_priority, &t_due,
             ],
         )
         .await?;

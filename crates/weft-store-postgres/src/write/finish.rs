@@ -51,8 +51,18 @@ impl W<'_> {
             &[&id, &ms, &da, &dd, &at],
         )
         .await?;
+        self.runs_ended(&deltas, &ended)
+    }
+
+    /// Effects of the runs' counter updates (rows as `adjust_runs` returns them): finished
+    /// runs, and the outcomes finished child runs hand their parents.
+    pub(super) fn runs_ended(
+        &mut self,
+        deltas: &Deltas,
+        ended: &[tokio_postgres::Row],
+    ) -> StoreResult<Vec<ParentOutcome>> {
         let mut by_id = HashMap::new();
-        for e in &ended {
+        for e in ended {
             let state: String = col(e, 1)?;
             if state == "succeeded" || state == "failed" {
                 by_id.insert(col::<String>(e, 0)?, e);
