@@ -409,6 +409,7 @@ impl Config {
             event_subscriber_lag: self.events.subscriber_lag,
             // One process owning its store, on either driver.
             cluster: None,
+            ..EngineConfig::default()
         }
     }
 }

@@ -27,12 +27,20 @@ pub struct EngineConfig {
     /// Live events a subscriber may leave unread before it is dropped as a slow consumer.
     /// Default [`DEFAULT_SUBSCRIBER_LAG`] (32,768).
     pub event_subscriber_lag: usize,
+    /// How many attempt-result batches may be on their way to the store at once (see
+    /// [`DEFAULT_COMPLETION_LANES`]); a run's results always share one lane.
+    pub completion_lanes: usize,
     /// Set when this process shares its database with other weft processes: workers then
     /// claim tasks from the store under leases instead of keeping them in memory, and
     /// singleton duties run on one elected leader. `None` (the default) is one process
     /// owning its store, as `weft up` on SQLite.
     pub cluster: Option<ClusterConfig>,
 }
+
+/// Result batches in flight to the store at once, by default. The embedded store merges
+/// concurrent batches into one commit anyway; PostgreSQL works on one while another
+/// commits.
+pub const DEFAULT_COMPLETION_LANES: usize = 2;
 
 /// Longest a claimed task stays with a worker that stopped heartbeating, by default.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
@@ -87,6 +95,7 @@ impl Default for EngineConfig {
             http_pool_idle_per_host: 32,
             event_buffer: DEFAULT_EVENT_BUFFER,
             event_subscriber_lag: DEFAULT_SUBSCRIBER_LAG,
+            completion_lanes: DEFAULT_COMPLETION_LANES,
             cluster: None,
         }
     }

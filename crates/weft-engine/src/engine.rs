@@ -41,8 +41,8 @@ pub(crate) struct Inner {
     pub timer_wake: Notify,
     /// Stop taking new work.
     pub stopping: CancellationToken,
-    /// Attempt results on their way to the store (see `worker::completer`).
-    pub completions: tokio::sync::mpsc::UnboundedSender<TaskResult>,
+    /// Attempt results on their way to the store (see `worker::Completions`).
+    pub completions: worker::Completions,
     events: broadcast::Sender<Event>,
     /// Live run and node events, for the API's streams.
     pub log: Arc<EventLog>,
@@ -326,7 +326,7 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         let started_at = clock.now_ms();
         let (events, _) = broadcast::channel(65_536);
-        let (completions, completions_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (completions, completion_lanes) = worker::Completions::new(config.completion_lanes);
         let log = Arc::new(EventLog::new(config.event_buffer));
         let config_node_id = config.cluster.as_ref().map(|c| c.node_id.clone());
         let inner = Arc::new(Inner {
@@ -370,7 +370,9 @@ impl Engine {
         if inner.config.cluster.as_ref().is_none_or(|c| c.orchestrator) {
             tokio::spawn(timer::run(inner.clone()));
         }
-        tokio::spawn(worker::completer(inner.clone(), completions_rx));
+        for lane in completion_lanes {
+            tokio::spawn(worker::completer(inner.clone(), lane));
+        }
         Ok(Engine { inner })
     }
 

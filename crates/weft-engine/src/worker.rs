@@ -121,7 +121,7 @@ async fn attempt(
             finished_at: inner.now(),
             outcome,
         };
-        inner.completions.send(result).is_ok()
+        inner.completions.send(result)
     });
     if !sent && inner.inflight_count.fetch_sub(1, Ordering::SeqCst) == 1 {
         inner.idle.notify_waiters();
@@ -144,11 +144,43 @@ async fn guarded<T>(attempt: impl std::future::Future<Output = T>) -> Result<T, 
         })
 }
 
+/// Where attempts send their results: one channel per completer lane. A run's results
+/// always take the same lane, so they reach the store in the order they finished.
+pub(crate) struct Completions {
+    lanes: Vec<tokio::sync::mpsc::UnboundedSender<TaskResult>>,
+}
+
+impl Completions {
+    /// `lanes` senders (at least one) and the receivers for their completers.
+    pub fn new(lanes: usize) -> (Self, Vec<tokio::sync::mpsc::UnboundedReceiver<TaskResult>>) {
+        let (senders, receivers) = (0..lanes.max(1))
+            .map(|_| tokio::sync::mpsc::unbounded_channel())
+            .unzip();
+        (Self { lanes: senders }, receivers)
+    }
+
+    /// Hands a result to its run's lane; false once the completers are gone.
+    pub fn send(&self, result: TaskResult) -> bool {
+        let lane = if self.lanes.len() == 1 {
+            0
+        } else {
+            use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+            let hash =
+                BuildHasherDefault::<DefaultHasher>::default().hash_one(&*result.task.run_id);
+            (hash % self.lanes.len() as u64) as usize
+        };
+        self.lanes[lane].send(result).is_ok()
+    }
+}
+
 /// Most results committed in one store call.
 const COMPLETION_BATCH: usize = 1024;
 
 /// Commits attempt results in batches: one store call carries every result that finished
 /// while the previous call was committing, so per-result overhead is paid once per batch.
+/// Each lane (see [`Completions`]) has its own completer, so with several lanes that many
+/// store calls overlap: a database that spends its time on the rows of a batch (PostgreSQL)
+/// works on the next while the previous one commits.
 /// While the store is unavailable (a full disk, say) results are kept and retried; an
 /// attempt's in-flight count is released only once its result is committed (or given up
 /// on during shutdown, in which case the attempt re-runs after restart).
