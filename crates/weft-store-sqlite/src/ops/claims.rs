@@ -8,33 +8,6 @@
 
 use super::*;
 
-/// The columns a claimed or reaped task is reported with, in [`ready_task`]'s order.
-type TaskRow = (String, String, u32, String, u32, String, i32);
-
-fn ready_task((run, node, attempt, flow, version, queue, priority): TaskRow) -> ReadyTask {
-    ReadyTask {
-        run_id: Arc::from(run.as_str()),
-        flow: Arc::from(flow.as_str()),
-        version,
-        node: Arc::from(node.as_str()),
-        attempt,
-        queue: Arc::from(queue.as_str()),
-        priority,
-    }
-}
-
-fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-    ))
-}
-
 impl W {
     /// Claims up to `limit` unclaimed ready tasks of `queue`: highest priority first, then
     /// the oldest run (ids are UUID v7, so they sort by creation), then flow order.

@@ -210,3 +210,33 @@ pub(super) fn task_change(
     fx.changes
         .push(Change::Task(new_change(key, idx, state, attempt, at)));
 }
+
+/// The columns a ready task is reported with (recovered, claimed or reaped), in
+/// [`ready_task`]'s order: `run_id, node, attempt, flow, version, queue, priority`.
+pub(super) type TaskRow = (String, String, u32, String, u32, String, i32);
+
+pub(super) fn ready_task(
+    (run, node, attempt, flow, version, queue, priority): TaskRow,
+) -> ReadyTask {
+    ReadyTask {
+        run_id: Arc::from(run.as_str()),
+        flow: Arc::from(flow.as_str()),
+        version,
+        node: Arc::from(node.as_str()),
+        attempt,
+        queue: Arc::from(queue.as_str()),
+        priority,
+    }
+}
+
+pub(super) fn task_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TaskRow> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}

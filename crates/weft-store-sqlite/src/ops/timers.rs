@@ -72,38 +72,15 @@ impl W {
         // This store never writes `running`: attempts in flight live in the engine's memory
         // and their tasks stay `ready` here, so whatever was running when the process
         // stopped is simply ready again. Live runs are found through `runs_state`.
-        let rows: Vec<(String, String, u32, String, u32, String, i32)> = db(self
+        let rows: Vec<TaskRow> = db(self
             .conn
             .prepare_cached(
                 "SELECT t.run_id, t.node, t.attempt, r.flow, r.version, t.queue, t.priority
                  FROM runs r JOIN tasks t ON t.run_id = r.id
                  WHERE r.state IN ('queued', 'running') AND t.state = 'ready' ORDER BY r.id",
             )
-            .and_then(|mut s| {
-                s.query_map([], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                    ))
-                })?
-                .collect()
-            }))?;
-        for (run, node, attempt, flow, version, queue, priority) in rows {
-            fx.ready.push(ReadyTask {
-                run_id: Arc::from(run.as_str()),
-                flow: Arc::from(flow.as_str()),
-                version,
-                node: Arc::from(node.as_str()),
-                attempt,
-                queue: Arc::from(queue.as_str()),
-                priority,
-            });
-        }
+            .and_then(|mut s| s.query_map([], task_row)?.collect()))?;
+        fx.ready.extend(rows.into_iter().map(ready_task));
         fx.next_due = self.next_due()?;
         Ok(())
     }
