@@ -75,54 +75,51 @@ impl Cols {
     }
 }
 
-const SUCCEED: &str =
-    "WITH l AS MATERIALIZED (
+/// One wave's outcome update for results of one kind: `$1..$7` are the results' columns
+/// (see `Batch`), `$8..$9` their runs. The runs are locked first, in id order, by a
+/// materialized CTE the update depends on, so every writer takes run locks in the same
+/// order. Only the current attempt of a task in one of `states` is changed; the ordinals
+/// of the results applied come back.
+macro_rules! outcome_update {
+    ($set:literal, $states:literal) => {
+        concat!(
+            "WITH l AS MATERIALIZED (
          SELECT 1 FROM runs r JOIN unnest($8::text[], $9::int8[]) AS k(id, ms) ON r.id = k.id AND r.id_ms = k.ms
          ORDER BY r.id FOR UPDATE OF r)
-     UPDATE tasks t SET state = 'succeeded', output = u.text, error = NULL, finished_at = u.at,
-         lease_owner = NULL, lease_until = NULL
+     UPDATE tasks t SET ",
+            $set,
+            ", lease_owner = NULL, lease_until = NULL
      FROM unnest($1::text[], $2::int8[], $3::text[], $4::int4[], $5::text[], $6::int8[], $7::text[])
           WITH ORDINALITY AS u(run_id, ms, node, attempt, text, at, rec, i)
      WHERE t.run_id = u.run_id AND t.run_ms = u.ms AND t.node = u.node AND t.attempt = u.attempt
        AND (SELECT count(*) FROM l) >= 0
-       AND t.state IN ('ready', 'running', 'suspended')
-     RETURNING u.i";
-const RETRY: &str = "WITH l AS MATERIALIZED (
-         SELECT 1 FROM runs r JOIN unnest($8::text[], $9::int8[]) AS k(id, ms) ON r.id = k.id AND r.id_ms = k.ms
-         ORDER BY r.id FOR UPDATE OF r)
-     UPDATE tasks t SET state = 'pending', attempt = t.attempt + 1, scheduled_at = u.at, error = u.text,
-         lease_owner = NULL, lease_until = NULL,
-         attempts = coalesce(t.attempts, '[]'::jsonb) || jsonb_build_array(u.rec::jsonb)
-     FROM unnest($1::text[], $2::int8[], $3::text[], $4::int4[], $5::text[], $6::int8[], $7::text[])
-          WITH ORDINALITY AS u(run_id, ms, node, attempt, text, at, rec, i)
-     WHERE t.run_id = u.run_id AND t.run_ms = u.ms AND t.node = u.node AND t.attempt = u.attempt
-       AND (SELECT count(*) FROM l) >= 0
-       AND t.state IN ('ready', 'running', 'suspended')
-     RETURNING u.i";
-const KILL: &str =
-    "WITH l AS MATERIALIZED (
-         SELECT 1 FROM runs r JOIN unnest($8::text[], $9::int8[]) AS k(id, ms) ON r.id = k.id AND r.id_ms = k.ms
-         ORDER BY r.id FOR UPDATE OF r)
-     UPDATE tasks t SET state = 'dead', error = u.text, finished_at = u.at, scheduled_at = NULL,
-         lease_owner = NULL, lease_until = NULL,
-         attempts = coalesce(t.attempts, '[]'::jsonb) || jsonb_build_array(u.rec::jsonb)
-     FROM unnest($1::text[], $2::int8[], $3::text[], $4::int4[], $5::text[], $6::int8[], $7::text[])
-          WITH ORDINALITY AS u(run_id, ms, node, attempt, text, at, rec, i)
-     WHERE t.run_id = u.run_id AND t.run_ms = u.ms AND t.node = u.node AND t.attempt = u.attempt
-       AND (SELECT count(*) FROM l) >= 0
-       AND t.state IN ('ready', 'running', 'suspended')
-     RETURNING u.i";
+       AND t.state IN (",
+            $states,
+            ")
+     RETURNING u.i"
+        )
+    };
+}
+
+const SUCCEED: &str = outcome_update!(
+    "state = 'succeeded', output = u.text, error = NULL, finished_at = u.at",
+    "'ready', 'running', 'suspended'"
+);
+const RETRY: &str = outcome_update!(
+    "state = 'pending', attempt = t.attempt + 1, scheduled_at = u.at, error = u.text,
+         attempts = coalesce(t.attempts, '[]'::jsonb) || jsonb_build_array(u.rec::jsonb)",
+    "'ready', 'running', 'suspended'"
+);
+const KILL: &str = outcome_update!(
+    "state = 'dead', error = u.text, finished_at = u.at, scheduled_at = NULL,
+         attempts = coalesce(t.attempts, '[]'::jsonb) || jsonb_build_array(u.rec::jsonb)",
+    "'ready', 'running', 'suspended'"
+);
 // Only the current attempt of a live task may start a child: suspend first, create after.
-const SUSPEND: &str = "WITH l AS MATERIALIZED (
-         SELECT 1 FROM runs r JOIN unnest($8::text[], $9::int8[]) AS k(id, ms) ON r.id = k.id AND r.id_ms = k.ms
-         ORDER BY r.id FOR UPDATE OF r)
-     UPDATE tasks t SET state = 'suspended', child_run = u.text, lease_owner = NULL, lease_until = NULL
-     FROM unnest($1::text[], $2::int8[], $3::text[], $4::int4[], $5::text[], $6::int8[], $7::text[])
-          WITH ORDINALITY AS u(run_id, ms, node, attempt, text, at, rec, i)
-     WHERE t.run_id = u.run_id AND t.run_ms = u.ms AND t.node = u.node AND t.attempt = u.attempt
-       AND (SELECT count(*) FROM l) >= 0
-       AND t.state IN ('ready', 'running')
-     RETURNING u.i";
+const SUSPEND: &str = outcome_update!(
+    "state = 'suspended', child_run = u.text",
+    "'ready', 'running'"
+);
 
 /// Locks runs' rows in id order (see `W::lock_runs`).
 const LOCK_RUNS: &str = "SELECT 1 FROM runs r JOIN unnest($1::text[], $2::int8[]) AS u(id, ms)
