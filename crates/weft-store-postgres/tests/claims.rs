@@ -3,10 +3,8 @@
 
 mod common;
 
-use serde_json::json;
 use std::collections::HashSet;
-use std::sync::Arc;
-use weft_store::{ClaimStore, FlowStore, NewRun, RunStore};
+use weft_store::{ClaimStore, RunStore};
 
 /// Tasks of each run: ten roots, with priorities 0 to 4, all in queue `work`.
 const NODES: usize = 10;
@@ -20,20 +18,8 @@ async fn concurrent_claimers_take_every_task_exactly_once() {
     for i in 0..NODES {
         yaml.push_str(&format!("  n{i}: {{type: noop, priority: {}}}\n", i % 5));
     }
-    let spec = weft_core::parse_flow(&yaml).expect("parse");
-    store.flow_put(&spec).await.expect("flow_put");
-    let f = Arc::new(weft_core::compile(&spec).expect("compile"));
-    let runs: Vec<NewRun> = (0..RUNS)
-        .map(|_| NewRun {
-            id: uuid::Uuid::now_v7().to_string(),
-            flow: f.clone(),
-            version: 1,
-            input: json!(null),
-            idempotency_key: None,
-            parent: None,
-            created_at: 0,
-        })
-        .collect();
+    let f = common::flow(&store, &yaml).await;
+    let runs = common::runs(&f, RUNS);
     let (_, fx) = store.run_create(runs).await.expect("run_create");
     assert_eq!(fx.ready.len(), RUNS * NODES);
 

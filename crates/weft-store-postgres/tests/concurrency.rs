@@ -4,8 +4,7 @@
 mod common;
 
 use serde_json::json;
-use std::sync::Arc;
-use weft_store::{FlowStore, NewRun, Outcome, RunStore, TaskResult, TaskStore};
+use weft_store::{Outcome, RunStore, TaskResult, TaskStore};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn overlapping_batches_do_not_deadlock() {
@@ -15,20 +14,8 @@ async fn overlapping_batches_do_not_deadlock() {
         yaml.push_str(&format!("  p{i}: {{type: noop}}\n"));
     }
     yaml.push_str("  j: {type: noop, needs: [p0, p1, p2, p3, p4, p5, p6, p7]}\n");
-    let spec = weft_core::parse_flow(&yaml).expect("parse");
-    store.flow_put(&spec).await.expect("flow_put");
-    let f = Arc::new(weft_core::compile(&spec).expect("compile"));
-    let runs: Vec<NewRun> = (0..300)
-        .map(|_| NewRun {
-            id: uuid::Uuid::now_v7().to_string(),
-            flow: f.clone(),
-            version: 1,
-            input: json!(null),
-            idempotency_key: None,
-            parent: None,
-            created_at: 0,
-        })
-        .collect();
+    let f = common::flow(&store, &yaml).await;
+    let runs = common::runs(&f, 300);
     let (_, fx) = store.run_create(runs).await.expect("run_create");
 
     // Batch k completes node p{k} of every run (odd batches in reverse order), so all eight

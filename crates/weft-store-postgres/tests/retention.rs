@@ -20,16 +20,6 @@ fn id_at(ms: i64) -> String {
     uuid::Uuid::new_v7(ts).to_string()
 }
 
-async fn flow(
-    store: &weft_store_postgres::PostgresStore,
-    yaml: &str,
-) -> Arc<weft_core::CompiledFlow> {
-    use weft_store::FlowStore;
-    let spec = weft_core::parse_flow(yaml).expect("parse");
-    store.flow_put(&spec).await.expect("flow_put");
-    Arc::new(weft_core::compile(&spec).expect("compile"))
-}
-
 fn run(flow: &Arc<weft_core::CompiledFlow>, id: String, key: Option<&str>) -> NewRun {
     NewRun {
         created_at: weft_store_postgres_ms(&id),
@@ -64,7 +54,7 @@ async fn tables(schema: &str) -> Vec<String> {
 #[tokio::test]
 async fn retention_drops_only_old_partitions_without_live_runs() {
     let (store, guard) = common::fresh().await;
-    let f = flow(&store, "name: single\nnodes:\n  a: {type: noop}\n").await;
+    let f = common::flow(&store, "name: single\nnodes:\n  a: {type: noop}\n").await;
     let day_a = T0 - T0.rem_euclid(DAY_MS);
     let day_b = day_a + 2 * DAY_MS;
     let old = id_at(day_a + 1_000);
@@ -136,7 +126,7 @@ async fn retention_drops_only_old_partitions_without_live_runs() {
 #[tokio::test]
 async fn large_batches_go_through_in_one_call() {
     let (store, _guard) = common::fresh().await;
-    let f = flow(
+    let f = common::flow(
         &store,
         "name: pair\nnodes:\n  a: {type: noop}\n  b: {type: noop, needs: [a]}\n",
     )
