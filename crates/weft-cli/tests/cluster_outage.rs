@@ -13,7 +13,7 @@
 mod common;
 
 use common::cluster::{Cluster, all_logs, apply_flow, ready_status, start_run, wait_finished};
-use common::eventually;
+use common::{Server, eventually};
 use reqwest::StatusCode;
 use serde_json::json;
 use std::net::SocketAddr;
@@ -143,13 +143,14 @@ async fn a_database_outage_makes_processes_unready_and_loses_no_accepted_run() {
         .then_some(())
     })
     .await;
+    all_ready_status(
+        &[&gateway, &node],
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not ready",
+        20,
+    )
+    .await;
     for n in [&gateway, &node] {
-        eventually(
-            Duration::from_secs(20),
-            "/ready to say not ready",
-            || async { (ready_status(n).await? == StatusCode::SERVICE_UNAVAILABLE).then_some(()) },
-        )
-        .await;
         // The process itself is alive and says so.
         let health = reqwest::get(format!("{}/health", n.url)).await.unwrap();
         assert_eq!(health.status(), StatusCode::OK);
@@ -168,24 +169,7 @@ async fn a_database_outage_makes_processes_unready_and_loses_no_accepted_run() {
     );
 
     proxy.restore();
-    for n in [&gateway, &node] {
-        eventually(
-            Duration::from_secs(30),
-            "/ready to say ready again",
-            || async { (ready_status(n).await? == StatusCode::OK).then_some(()) },
-        )
-        .await;
-    }
-    let states = wait_finished(&gateway, &accepted, Duration::from_secs(60)).await;
-    assert!(
-        states.iter().all(|s| s == "succeeded"),
-        "{states:?}\n{}",
-        logs()
-    );
-    // And new work flows again.
-    let after = start_run(&gateway, "pause", json!({})).await;
-    let states = wait_finished(&gateway, &[after], Duration::from_secs(30)).await;
-    assert_eq!(states, ["succeeded"], "{}", logs());
+    recovers(&gateway, &node, &accepted).await;
 }
 
 /// A PostgreSQL cluster of this test's own, in a temporary directory on a free port.
@@ -347,7 +331,6 @@ async fn postgres_stopped_and_started_under_load_loses_no_accepted_run() {
     let fast = ["--lease", "2s", "--leader-ttl", "2s", "--poll", "50ms"];
     let gateway = cluster.start("gw", "gateway", &fast).await;
     let node = cluster.start("node", "orchestrator,worker", &fast).await;
-    let logs = || all_logs(&[&gateway, &node]);
     apply_flow(
         &gateway,
         "name: pause\nnodes:\n  wait: {type: delay, params: {duration: 2s}}\n  then: {type: noop, needs: [wait]}\n",
@@ -364,38 +347,49 @@ async fn postgres_stopped_and_started_under_load_loses_no_accepted_run() {
     })
     .await
     .unwrap();
-    for n in [&gateway, &node] {
-        eventually(
-            Duration::from_secs(20),
-            "/ready to say not ready",
-            || async { (ready_status(n).await? == StatusCode::SERVICE_UNAVAILABLE).then_some(()) },
-        )
-        .await;
-    }
+    all_ready_status(
+        &[&gateway, &node],
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not ready",
+        20,
+    )
+    .await;
     let pg = tokio::task::spawn_blocking(move || {
         pg.server_start();
         pg
     })
     .await
     .unwrap();
-    for n in [&gateway, &node] {
+    recovers(&gateway, &node, &accepted).await;
+    // The processes go before the server they use.
+    drop((gateway, node));
+    drop(pg);
+}
+
+/// Waits (up to `secs` for each) until `/ready` of every one of `nodes` answers `want`.
+async fn all_ready_status(nodes: &[&Server], want: StatusCode, what: &str, secs: u64) {
+    for n in nodes {
         eventually(
-            Duration::from_secs(30),
-            "/ready to say ready again",
-            || async { (ready_status(n).await? == StatusCode::OK).then_some(()) },
+            Duration::from_secs(secs),
+            &format!("/ready to say {what}"),
+            || async { (ready_status(n).await? == want).then_some(()) },
         )
         .await;
     }
-    let states = wait_finished(&gateway, &accepted, Duration::from_secs(60)).await;
+}
+
+/// After an outage: both processes ready again, every accepted run succeeded, and new work
+/// flows again.
+async fn recovers(gateway: &Server, node: &Server, accepted: &[String]) {
+    let logs = || all_logs(&[gateway, node]);
+    all_ready_status(&[gateway, node], StatusCode::OK, "ready again", 30).await;
+    let states = wait_finished(gateway, accepted, Duration::from_secs(60)).await;
     assert!(
         states.iter().all(|s| s == "succeeded"),
         "{states:?}\n{}",
         logs()
     );
-    let after = start_run(&gateway, "pause", json!({})).await;
-    let states = wait_finished(&gateway, &[after], Duration::from_secs(30)).await;
+    let after = start_run(gateway, "pause", json!({})).await;
+    let states = wait_finished(gateway, &[after], Duration::from_secs(30)).await;
     assert_eq!(states, ["succeeded"], "{}", logs());
-    // The processes go before the server they use.
-    drop((gateway, node));
-    drop(pg);
 }
