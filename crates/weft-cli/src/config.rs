@@ -82,6 +82,61 @@ pub struct Config {
     pub node_id: Option<String>,
     /// `weft serve`'s leases and polling.
     pub cluster: ClusterSettings,
+    /// How long finished runs are kept.
+    pub retention: RetentionConfig,
+}
+
+/// History retention: finished runs older than `days` are removed every `every` (by the
+/// leader, in a cluster). PostgreSQL drops whole daily partitions, so there a day is
+/// removed once all of it is older than `days` and none of its runs is still live.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Days of finished runs to keep; 0 keeps them for ever. Default 0.
+    pub days: u32,
+    /// Time between two passes, e.g. `1h`. Default 1h.
+    #[serde(deserialize_with = "de_duration")]
+    pub every: Duration,
+}
+
+/// Most days `retention.days` may be (100 years).
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            days: 0,
+            every: weft_engine::DEFAULT_RETENTION_EVERY,
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// Every problem with these values.
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.days > MAX_RETENTION_DAYS {
+            problems.push(format!(
+                "retention.days = {}: at most {MAX_RETENTION_DAYS}; 0 keeps history for ever",
+                self.days
+            ));
+        }
+        if self.every < Duration::from_secs(1) || self.every > Duration::from_secs(7 * 86_400) {
+            problems.push(format!(
+                "retention.every = {}: must be between 1s and 7d",
+                weft_core::duration::format(self.every)
+            ));
+        }
+        problems
+    }
+
+    /// The engine's retention, if history is not kept for ever.
+    pub fn engine(&self) -> Option<weft_engine::Retention> {
+        (self.days > 0).then(|| weft_engine::Retention {
+            every: self.every,
+            ..weft_engine::Retention::days(self.days)
+        })
+    }
 }
 
 /// The live event stream's buffer and its tolerance for slow subscribers.
@@ -182,6 +237,7 @@ impl Default for Config {
             events: EventsConfig::default(),
             node_id: None,
             cluster: ClusterSettings::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -344,6 +400,7 @@ impl Config {
         }
         problems.extend(self.postgres.problems());
         problems.extend(self.cluster.problems());
+        problems.extend(self.retention.problems());
         if let Some(id) = &self.node_id
             && (id.is_empty() || id.len() > 128 || id.chars().any(char::is_control))
         {
@@ -409,6 +466,7 @@ impl Config {
             event_subscriber_lag: self.events.subscriber_lag,
             // One process owning its store, on either driver.
             cluster: None,
+            retention: self.retention.engine(),
             ..EngineConfig::default()
         }
     }

@@ -35,7 +35,33 @@ pub struct EngineConfig {
     /// singleton duties run on one elected leader. `None` (the default) is one process
     /// owning its store, as `weft up` on SQLite.
     pub cluster: Option<ClusterConfig>,
+    /// Removes finished runs older than this, as a periodic duty (the leader's, in a
+    /// cluster). `None` (the default) keeps history for ever.
+    pub retention: Option<Retention>,
 }
+
+/// How long finished runs are kept, and how often older ones are removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// Finished runs created longer ago than this are removed (PostgreSQL removes whole
+    /// days, so up to a day more is kept there).
+    pub keep: Duration,
+    /// Time between two retention passes, cluster-wide.
+    pub every: Duration,
+}
+
+impl Retention {
+    /// Keeps `days` days of history, pruned once an hour.
+    pub fn days(days: u32) -> Self {
+        Self {
+            keep: Duration::from_secs(u64::from(days) * 86_400),
+            every: DEFAULT_RETENTION_EVERY,
+        }
+    }
+}
+
+/// Time between two retention passes, by default.
+pub const DEFAULT_RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
 /// Result batches in flight to the store at once, by default. The embedded store merges
 /// concurrent batches into one commit anyway; PostgreSQL works on one while another
@@ -97,6 +123,7 @@ impl Default for EngineConfig {
             event_subscriber_lag: DEFAULT_SUBSCRIBER_LAG,
             completion_lanes: DEFAULT_COMPLETION_LANES,
             cluster: None,
+            retention: None,
         }
     }
 }

@@ -369,6 +369,7 @@ impl Engine {
         // A gateway-only cluster process leaves timers to the orchestrators.
         if inner.config.cluster.as_ref().is_none_or(|c| c.orchestrator) {
             tokio::spawn(timer::run(inner.clone()));
+            tokio::spawn(crate::retention::duty(inner.clone()));
         }
         for lane in completion_lanes {
             tokio::spawn(worker::completer(inner.clone(), lane));

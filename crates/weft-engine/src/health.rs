@@ -129,3 +129,15 @@ impl Engine {
 pub(crate) fn leader(is_leader: bool) {
     metrics::gauge!("weft_cluster_leader").set(if is_leader { 1.0 } else { 0.0 });
 }
+
+/// What a retention pass removed, and when it last succeeded (for an alert on a stalled duty).
+pub(crate) fn pruned(p: &weft_store::Pruned) {
+    metrics::counter!("weft_retention_runs_removed_total").increment(p.runs);
+    metrics::counter!("weft_retention_partitions_dropped_total")
+        .increment(p.partitions.len() as u64);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default();
+    metrics::gauge!("weft_retention_last_pass_timestamp_seconds").set(now);
+}

@@ -13,12 +13,14 @@ mod health;
 mod manage;
 pub mod nodes;
 mod queue;
+mod retention;
 mod timer;
 mod worker;
 
 pub use config::{
     ClusterConfig, DEFAULT_CONCURRENCY, DEFAULT_EVENT_BUFFER, DEFAULT_LEADER_TTL, DEFAULT_LEASE,
-    DEFAULT_SHUTDOWN_GRACE, DEFAULT_SUBSCRIBER_LAG, EngineConfig,
+    DEFAULT_RETENTION_EVERY, DEFAULT_SHUTDOWN_GRACE, DEFAULT_SUBSCRIBER_LAG, EngineConfig,
+    Retention,
 };
 pub use engine::{CatalogEntry, Engine, FlowApplied, RunView, StartRun, TaskView};
 pub use error::EngineError;

@@ -269,6 +269,9 @@ impl RunStore for PostgresStore {
     async fn run_cancel(&self, id: &str) -> StoreResult<Effects> {
         write::run_cancel(self, id).await
     }
+    async fn run_prune(&self, cutoff: Millis) -> StoreResult<Pruned> {
+        self.drop_partitions_older_than(cutoff).await
+    }
 }
 
 #[async_trait]

@@ -11,8 +11,9 @@
 use crate::PostgresStore;
 use crate::conv::{db, describe};
 use std::collections::BTreeSet;
+use tokio_postgres::error::SqlState;
 use weft_core::time::Millis;
-use weft_store::StoreResult;
+use weft_store::{Pruned, StoreResult};
 
 /// One UTC day in milliseconds.
 pub const DAY_MS: Millis = 86_400_000;
@@ -81,7 +82,7 @@ impl PostgresStore {
             Ok(()) => tx.commit().await.map(|_| true),
             // Rows for that day already sit in the DEFAULT partition (a partition dropped
             // while another process still wrote to its day): keep using DEFAULT for it.
-            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION) => {
+            Err(e) if e.code() == Some(&SqlState::CHECK_VIOLATION) => {
                 tracing::warn!(error = %describe(&e), "cannot create a daily partition; its rows stay in the DEFAULT partition");
                 Ok(true)
             }
@@ -97,11 +98,11 @@ impl PostgresStore {
     }
 
     /// Retention: drops every daily partition (of `runs` and `tasks`) that ends at or before
-    /// `cutoff`, unless it still holds a queued or running run, and returns the names of the
-    /// tables dropped. History is removed by dropping whole partitions, never by `DELETE`;
-    /// only the small `run_idempotency` table has its rows for the dropped days deleted, so a
-    /// key whose run is gone can be used again.
-    pub async fn drop_partitions_older_than(&self, cutoff: Millis) -> StoreResult<Vec<String>> {
+    /// `cutoff`, unless it still holds a queued or running run. History is removed by
+    /// dropping whole partitions, never by `DELETE`; only the small `run_idempotency` table
+    /// has its rows for the dropped days deleted, so a key whose run is gone can be used
+    /// again. Another process dropping the same day at the same moment is harmless.
+    pub async fn drop_partitions_older_than(&self, cutoff: Millis) -> StoreResult<Pruned> {
         let mut client = self.client().await?;
         let rows = client
             .query(
@@ -115,7 +116,7 @@ impl PostgresStore {
             )
             .await
             .map_err(db)?;
-        let mut dropped = Vec::new();
+        let mut pruned = Pruned::default();
         for row in rows {
             let name: String = row.get(0);
             let Some(day) = name.strip_prefix("runs_").and_then(day_of) else {
@@ -126,29 +127,47 @@ impl PostgresStore {
                 continue;
             }
             let sfx = name.trim_start_matches("runs_").to_string();
+            let live_sql = format!(
+                "SELECT EXISTS (SELECT 1 FROM runs_{sfx} WHERE state IN ('queued', 'running'))"
+            );
+            // Looked at first without locks: a day that is still live is skipped without
+            // stalling anyone, and counting its runs does not hold the writers up. No run is
+            // created in a past day, so the count holds until the drop.
+            let first = client
+                .query_one(
+                    &format!("SELECT ({live_sql}), (SELECT count(*) FROM runs_{sfx})"),
+                    &[],
+                )
+                .await;
+            let (live, runs): (bool, i64) = match first {
+                Ok(row) => (row.get(0), row.get(1)),
+                Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => continue,
+                Err(e) => return Err(db(e)),
+            };
+            if live {
+                tracing::info!(partition = %name, "retention keeps a partition that holds live runs");
+                continue;
+            }
             let tx = client.transaction().await.map_err(db)?;
             // Dropping a partition takes an ACCESS EXCLUSIVE lock on its parent anyway; taking
             // the parents' locks first (then the partitions') keeps the order every query
             // uses, so retention waits instead of deadlocking, and no run in the partition
-            // can be created or change state between the check and the drop. The wait is
+            // can change state (a replay) between the check and the drop. The wait is
             // bounded: retention gives up rather than stall every writer behind it.
-            tx.batch_execute(&format!(
-                "SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms';
-                 LOCK TABLE runs, tasks IN ACCESS EXCLUSIVE MODE;
-                 LOCK TABLE runs_{sfx}, tasks_{sfx} IN ACCESS EXCLUSIVE MODE;"
-            ))
-            .await
-            .map_err(db)?;
-            let live: bool = tx
-                .query_one(
-                    &format!(
-                        "SELECT EXISTS (SELECT 1 FROM runs_{sfx} WHERE state IN ('queued', 'running'))"
-                    ),
-                    &[],
-                )
-                .await
-                .map_err(db)?
-                .get(0);
+            let locked = tx
+                .batch_execute(&format!(
+                    "SET LOCAL lock_timeout = '{LOCK_TIMEOUT_MS}ms';
+                     LOCK TABLE runs, tasks IN ACCESS EXCLUSIVE MODE;
+                     LOCK TABLE runs_{sfx}, tasks_{sfx} IN ACCESS EXCLUSIVE MODE;"
+                ))
+                .await;
+            match locked {
+                Ok(()) => {}
+                // Another process dropped it meanwhile.
+                Err(e) if e.code() == Some(&SqlState::UNDEFINED_TABLE) => continue,
+                Err(e) => return Err(db(e)),
+            }
+            let live: bool = tx.query_one(&live_sql, &[]).await.map_err(db)?.get(0);
             if live {
                 tracing::info!(partition = %name, "retention keeps a partition that holds live runs");
                 continue;
@@ -164,10 +183,11 @@ impl PostgresStore {
                 .map_err(db)?;
             tx.commit().await.map_err(db)?;
             self.partitions.lock().remove(&day);
-            dropped.push(format!("runs_{sfx}"));
-            dropped.push(format!("tasks_{sfx}"));
+            pruned.runs += runs as u64;
+            pruned.partitions.push(format!("runs_{sfx}"));
+            pruned.partitions.push(format!("tasks_{sfx}"));
         }
-        Ok(dropped)
+        Ok(pruned)
     }
 }
 

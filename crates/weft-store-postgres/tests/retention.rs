@@ -80,12 +80,13 @@ async fn retention_drops_only_old_partitions_without_live_runs() {
 
     // Days 14 and 15 (created ahead of need) end before the cutoff; 16 holds a live run.
     let cutoff = day_b + DAY_MS;
-    let dropped = store
+    let pruned = store
         .drop_partitions_older_than(cutoff)
         .await
         .expect("retention");
+    assert_eq!(pruned.runs, 1, "the old cancelled run was counted");
     assert_eq!(
-        dropped,
+        pruned.partitions,
         [
             "runs_p20231114",
             "tasks_p20231114",

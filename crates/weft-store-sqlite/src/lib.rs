@@ -24,6 +24,10 @@ use weft_core::time::Millis;
 use weft_store::*;
 use writer::Writer;
 
+/// Runs retention removes per writer transaction: small enough that other writes queued
+/// behind a slice wait milliseconds, not the whole pass.
+const PRUNE_SLICE: u32 = 500;
+
 pub use schema::SCHEMA_VERSION;
 
 /// How hard a commit tries to survive failures.
@@ -157,6 +161,19 @@ impl RunStore for SqliteStore {
                 Ok(fx)
             })
             .await
+    }
+    async fn run_prune(&self, cutoff: Millis) -> StoreResult<Pruned> {
+        let mut pruned = Pruned::default();
+        loop {
+            let n = self
+                .writer
+                .exec(move |w| w.run_prune(cutoff, PRUNE_SLICE))
+                .await?;
+            pruned.runs += n;
+            if n < u64::from(PRUNE_SLICE) {
+                return Ok(pruned);
+            }
+        }
     }
 }
 

@@ -57,6 +57,13 @@ pub trait RunStore: Send + Sync {
     async fn run_list(&self, filter: &RunFilter) -> StoreResult<Vec<RunRecord>>;
     /// Cancels a run, its unfinished tasks and its unfinished child runs.
     async fn run_cancel(&self, id: &str) -> StoreResult<Effects>;
+    /// Retention: removes finished runs (succeeded, failed or cancelled) created before
+    /// `cutoff`, by the time in their UUID v7 id, with their tasks (dead ones included) and
+    /// idempotency keys. A queued or running run is never removed. A driver may keep more
+    /// than asked, never less: PostgreSQL drops whole daily partitions, so it removes a day
+    /// only once all of it is before `cutoff` and none of its runs is queued or running.
+    /// Safe to call from several processes at once and to repeat.
+    async fn run_prune(&self, cutoff: Millis) -> StoreResult<Pruned>;
 }
 
 /// Tasks: completions, timers and the ready set.

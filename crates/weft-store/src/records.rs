@@ -283,6 +283,15 @@ pub struct TaskChange {
     pub at: Millis,
 }
 
+/// What one retention pass removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Pruned {
+    /// Runs removed.
+    pub runs: u64,
+    /// Tables dropped whole (PostgreSQL's daily partitions); empty for drivers that delete rows.
+    pub partitions: Vec<String>,
+}
+
 /// What a write changed that the engine must act on.
 #[derive(Debug, Clone, Default)]
 pub struct Effects {

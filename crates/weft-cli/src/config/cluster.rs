@@ -90,7 +90,7 @@ pub fn split_list(text: &str) -> Vec<String> {
 pub struct Roles {
     /// Serves the whole API and applies flow files.
     pub gateway: bool,
-    /// May be elected leader: fires timers and hands back expired claims.
+    /// May be elected leader: fires timers, hands back expired claims, applies retention.
     pub orchestrator: bool,
     /// Claims and runs tasks.
     pub worker: bool,

@@ -48,6 +48,8 @@ const ENV_KEYS: &[&str] = &[
     "WEFT_CLUSTER__LEADER_TTL",
     "WEFT_CLUSTER__POLL",
     "WEFT_CLUSTER__WORKER_QUEUES",
+    "WEFT_RETENTION__DAYS",
+    "WEFT_RETENTION__EVERY",
 ];
 
 impl Config {
@@ -84,6 +86,8 @@ impl Config {
                 "WEFT_CLUSTER__LEADER_TTL" => self.cluster.leader_ttl = parse_duration()?,
                 "WEFT_CLUSTER__POLL" => self.cluster.poll = parse_duration()?,
                 "WEFT_CLUSTER__WORKER_QUEUES" => self.cluster.worker_queues = split_list(value),
+                "WEFT_RETENTION__DAYS" => self.retention.days = parse_number(key, value)?,
+                "WEFT_RETENTION__EVERY" => self.retention.every = parse_duration()?,
                 "WEFT_TRUST_PROXY" => self.trust_proxy = parse_bool(key, value)?,
                 "WEFT_EVENTS__BUFFER" => self.events.buffer = parse_number(key, value)?,
                 "WEFT_EVENTS__SUBSCRIBER_LAG" => {

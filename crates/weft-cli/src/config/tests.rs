@@ -339,6 +339,41 @@ fn event_settings_come_from_file_and_env_and_reach_the_engine() {
 }
 
 #[test]
+fn retention_comes_from_file_and_env_and_reaches_the_engine() {
+    let c = Config::load(None, &[], &Overrides::default()).unwrap();
+    assert_eq!(
+        c.engine_config().retention,
+        None,
+        "history is kept for ever by default"
+    );
+
+    let (_dir, path) = write_toml("[retention]\ndays = 30\n");
+    let vars = env(&[("WEFT_RETENTION__EVERY", "10m")]);
+    let c = Config::load(Some(&path), &vars, &Overrides::default()).unwrap();
+    let r = c.engine_config().retention.expect("retention set");
+    assert_eq!(r.keep, Duration::from_secs(30 * 86_400));
+    assert_eq!(r.every, Duration::from_secs(600));
+    let orchestrator = crate::config::Roles {
+        gateway: false,
+        orchestrator: true,
+        worker: false,
+    };
+    let cluster = c.cluster_engine_config(orchestrator);
+    assert_eq!(cluster.retention, Some(r), "weft serve keeps the setting");
+
+    let err = load_err(None, &env(&[("WEFT_RETENTION__DAYS", "-1")]));
+    assert!(err.contains("WEFT_RETENTION__DAYS"), "{err}");
+    let err = load_err(None, &env(&[("WEFT_RETENTION__DAYS", "99999")]));
+    assert!(err.contains("retention.days = 99999"), "{err}");
+    let (_dir, path) = write_toml("[retention]\ndays = 7\nevery = \"0s\"\n");
+    let err = load_err(Some(&path), &[]);
+    assert!(err.contains("retention.every"), "{err}");
+    let (_dir, path) = write_toml("[retention]\nkeep = 7\n");
+    let err = load_err(Some(&path), &[]);
+    assert!(err.contains("keep") && err.contains("days"), "{err}");
+}
+
+#[test]
 fn postgres_store_comes_from_file_env_and_flags() {
     let c = Config::load(None, &[], &Overrides::default()).unwrap();
     assert_eq!(c.database_url, None);

@@ -173,3 +173,66 @@ pub(super) fn initial_state(flow: &CompiledFlow) -> RunState {
         RunState::Queued
     }
 }
+
+/// The text every UUID v7 id made at or after `ms` sorts at or above: its 48-bit time as the
+/// id's first twelve hex digits (`xxxxxxxx-xxxx`). Ids compare as text in the same order as
+/// their creation time, so "created before `ms`" is a range of the primary key.
+pub(crate) fn v7_floor(ms: Millis) -> String {
+    let ms = ms.clamp(0, 0xffff_ffff_ffff) as u64;
+    format!("{:08x}-{:04x}", ms >> 16, ms & 0xffff)
+}
+
+impl W {
+    /// Retention, one slice: removes up to `limit` finished runs created before `cutoff`
+    /// (by their id) with their tasks; returns how many. Small slices keep the writer
+    /// available to everything else between them.
+    pub(crate) fn run_prune(&mut self, cutoff: Millis, limit: u32) -> R<u64> {
+        let ids: Vec<String> = db(self
+            .conn
+            .prepare_cached(
+                "SELECT id FROM runs WHERE id < ?1 AND state IN ('succeeded', 'failed', 'cancelled')
+                 ORDER BY id LIMIT ?2",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![v7_floor(cutoff), limit], |r| r.get(0))?
+                    .collect()
+            }))?;
+        for id in &ids {
+            db(self
+                .conn
+                .prepare_cached("DELETE FROM tasks WHERE run_id = ?1")
+                .and_then(|mut s| s.execute([id])))?;
+            db(self
+                .conn
+                .prepare_cached("DELETE FROM runs WHERE id = ?1")
+                .and_then(|mut s| s.execute([id])))?;
+        }
+        Ok(ids.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::v7_floor;
+
+    #[test]
+    fn v7_floor_orders_ids_by_their_time() {
+        let at = |ms: u64| {
+            uuid::Uuid::new_v7(uuid::Timestamp::from_unix(
+                uuid::NoContext,
+                ms / 1000,
+                (ms % 1000) as u32 * 1_000_000,
+            ))
+            .to_string()
+        };
+        let ms = 1_700_000_000_123i64;
+        let floor = v7_floor(ms);
+        assert!(at(ms as u64 - 1) < floor, "an id one ms older sorts below");
+        assert!(
+            at(ms as u64) >= floor,
+            "an id of the same ms sorts at or above"
+        );
+        assert!(at(ms as u64 + 1) > floor);
+        assert_eq!(v7_floor(-5), "00000000-0000");
+    }
+}

@@ -49,6 +49,18 @@ impl Flow {
         }
     }
 
+    /// A new run created at `at`, its id's UUID v7 time included (as the engine makes
+    /// them): what retention goes by.
+    pub(crate) fn run_at(&self, input: Value, at: Millis) -> NewRun {
+        let ms = u64::try_from(at).expect("fixture times are after 1970");
+        let ts =
+            uuid::Timestamp::from_unix(uuid::NoContext, ms / 1000, (ms % 1000) as u32 * 1_000_000);
+        NewRun {
+            id: uuid::Uuid::new_v7(ts).to_string(),
+            ..self.run(input, at)
+        }
+    }
+
     /// A child run of this flow for the subflow task `node` of run `parent`.
     pub(crate) fn child_of(&self, parent: &str, node: &str, created_at: Millis) -> NewRun {
         NewRun {

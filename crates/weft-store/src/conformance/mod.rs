@@ -41,6 +41,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod manage;
 pub mod queues;
+pub mod retention;
 pub mod retries;
 pub mod runs;
 pub mod subflows;
@@ -237,6 +238,12 @@ macro_rules! conformance_tests {
                 flow_delete_conflicts_while_a_task_is_dead,
                 run_list_filters_by_creation_time,
                 discard_cancels_dead_task_of_failed_run,
+            }
+            retention {
+                prune_removes_finished_runs_of_old_days,
+                prune_keeps_live_runs,
+                prune_frees_idempotency_keys,
+                prune_repeats_harmlessly,
             }
         }
     };
