@@ -261,6 +261,109 @@ async fn bad_urls_and_refusals_fail_at_once() {
     fails_fast(&args, limit, "weft_no_such_database", "\u{0}").await;
 }
 
+/// A login role without privileges, dropped (with what it owns) when the guard goes.
+struct Role(String);
+
+impl Role {
+    async fn new(client: &tokio_postgres::Client) -> Role {
+        let name = format!("weft_limited_{}", uuid::Uuid::now_v7().simple());
+        client
+            .batch_execute(&format!("CREATE ROLE {name} LOGIN PASSWORD 'hunter2'"))
+            .await
+            .unwrap();
+        Role(name)
+    }
+
+    /// The test database's URL with this role as the user.
+    fn url(&self) -> String {
+        let cfg = tokio_postgres::Config::from_str(&url()).unwrap();
+        let host = match &cfg.get_hosts()[0] {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            other => panic!("{URL_VAR} must name a TCP host, not {other:?}"),
+        };
+        let port = cfg.get_ports().first().copied().unwrap_or(5432);
+        let db = cfg.get_dbname().unwrap_or("postgres");
+        format!("postgres://{}:hunter2@{host}:{port}/{db}", self.0)
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        let role = self.0.clone();
+        let done = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let c = connect().await;
+                let _ = c
+                    .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+                    .await;
+            });
+        });
+        let _ = done.join();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_permissions_are_reported_and_change_nothing() {
+    let admin = connect().await;
+    let role = Role::new(&admin).await;
+    let url = role.url();
+    let migrate = |schema: String| {
+        let url = url.clone();
+        async move {
+            let mut cmd = tokio::process::Command::from(common::weft_command());
+            cmd.args(["migrate", "--database-url", &url, "--connect-wait", "0s"])
+                .env("WEFT_POSTGRES__SCHEMA", schema);
+            cmd.output().await.unwrap()
+        }
+    };
+    let expect_refusal = |o: &std::process::Output, schema: &str, why: &str| {
+        let (_, err) = text(o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        let last = err.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("error: ")
+                && last.contains(&format!("schema {schema}"))
+                && last.contains("permission denied")
+                && last.contains(why)
+                && last.contains("nothing was changed"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2"), "the password leaked:\n{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    };
+
+    // No CREATE on the database: the schema cannot be made, and is not.
+    let fresh = Schema::new();
+    let why = "needs the CREATE privilege on the database";
+    expect_refusal(&migrate(fresh.0.clone()).await, &fresh.0, why);
+    assert!(!schema_exists(&fresh.0).await, "nothing was created");
+
+    // A schema migrated by someone else that the role may not use: refused, untouched.
+    let theirs = Schema::new();
+    let mut cmd = tokio::process::Command::from(common::weft_command());
+    cmd.args(["migrate", "--database-url", &self::url()])
+        .env("WEFT_POSTGRES__SCHEMA", &theirs.0);
+    let version = ok(&cmd.output().await.unwrap()).trim().to_string();
+    let why = format!("user {} lacks USAGE and CREATE on it", role.0);
+    expect_refusal(&migrate(theirs.0.clone()).await, &theirs.0, &why);
+    let recorded: i64 = admin
+        .query_one(
+            &format!(
+                "SELECT max(version)::int8 FROM {}.weft_schema_migrations",
+                theirs.0
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(recorded.to_string(), version, "the schema is as it was");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bench_on_postgres_uses_a_schema_of_its_own_and_drops_it() {
     connect().await;

@@ -8,6 +8,7 @@
 
 use crate::conv::describe;
 use deadpool_postgres::Client;
+use tokio_postgres::error::SqlState;
 
 /// Migrations in order: (version, name, SQL).
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -25,8 +26,16 @@ pub(crate) const MIGRATION_LOCK: i32 = 0x7765_6674;
 /// found before. Errors are sentences for people.
 pub(crate) async fn migrate(client: &mut Client, schema: &str) -> Result<i64, String> {
     let fail = |what: &str, e: tokio_postgres::Error| {
+        let hint = if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+            format!(
+                " (weft's database user needs the CREATE privilege on the database to create \
+                 schema {schema}, or must own an existing schema {schema}; nothing was changed)"
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "cannot migrate PostgreSQL schema {schema}: {what}: {}",
+            "cannot migrate PostgreSQL schema {schema}: {what}: {}{hint}",
             describe(&e)
         )
     };
@@ -49,6 +58,28 @@ pub(crate) async fn migrate(client: &mut Client, schema: &str) -> Result<i64, St
         tx.batch_execute(&format!("CREATE SCHEMA {schema}"))
             .await
             .map_err(|e| fail("create the schema", e))?;
+    } else {
+        // Without USAGE the schema silently drops out of the search path and every
+        // statement would fail with a confusing "no schema selected": say what is missing.
+        let row = tx
+            .query_one(
+                "SELECT current_user::text, has_schema_privilege($1, 'USAGE'), has_schema_privilege($1, 'CREATE')",
+                &[&schema],
+            )
+            .await
+            .map_err(|e| fail("check the schema's privileges", e))?;
+        let (user, usage, create): (String, bool, bool) = (row.get(0), row.get(1), row.get(2));
+        let missing: Vec<&str> = [("USAGE", usage), ("CREATE", create)]
+            .into_iter()
+            .filter_map(|(p, has)| (!has).then_some(p))
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "cannot migrate PostgreSQL schema {schema}: permission denied: user {user} lacks {} \
+                 on it; grant it or make {user} the schema's owner (nothing was changed)",
+                missing.join(" and ")
+            ));
+        }
     }
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS weft_schema_migrations (
