@@ -163,6 +163,15 @@ impl Inner {
             })
     }
 
+    /// Wakes the dispatcher of every queue this process knows and serves.
+    pub fn wake_served(&self) {
+        for (name, q) in self.queues.read().iter() {
+            if self.serves(name) {
+                q.wake.notify_one();
+            }
+        }
+    }
+
     /// Acts on what a committed write changed.
     pub fn apply(self: &Arc<Self>, mut fx: Effects) {
         crate::health::task_changes(&fx.changes);
@@ -187,13 +196,16 @@ impl Inner {
         }
         if !fx.ready.is_empty() && self.config.cluster.is_some() {
             // In a cluster ready tasks stay in the store until a worker claims them; the
-            // local dispatchers are told to look now rather than at their next poll.
+            // local dispatchers and, through the store, other processes' workers are told
+            // to look now rather than at their next poll.
             let names: HashSet<&str> = fx.ready.iter().map(|t| &*t.queue).collect();
-            for name in names {
+            for &name in &names {
                 if self.serves(name) {
                     self.queue(name).wake.notify_one();
                 }
             }
+            self.store
+                .announce_ready(&names.into_iter().collect::<Vec<_>>());
         } else if !fx.ready.is_empty() {
             let mut by_queue: HashMap<Arc<str>, Vec<ReadyTask>> = HashMap::new();
             for t in fx.ready {
@@ -366,6 +378,9 @@ impl Engine {
             inner.apply(fx);
         }
         crate::cluster::start(&inner);
+        if inner.config.cluster.is_some() && inner.config.run_workers {
+            tokio::spawn(worker::wake_on_announcements(inner.clone()));
+        }
         // A gateway-only cluster process leaves timers to the orchestrators.
         if inner.config.cluster.as_ref().is_none_or(|c| c.orchestrator) {
             tokio::spawn(timer::run(inner.clone()));

@@ -66,6 +66,35 @@ pub(crate) async fn dispatch(inner: Arc<Inner>, queue: Arc<Queue>) {
     }
 }
 
+/// Wakes this process's dispatchers when any process announces ready tasks through the
+/// store (see `ClaimStore::ready_announcements`), so tasks another process wrote are
+/// claimed now rather than at the next poll, which stays the fallback. Only queues this
+/// worker serves are woken (or created: a queue first heard of here gets its dispatcher
+/// as `cluster::discover` would have given it one).
+pub(crate) async fn wake_on_announcements(inner: Arc<Inner>) {
+    use tokio::sync::broadcast::error::RecvError;
+    let Some(mut announced) = inner.store.ready_announcements() else {
+        return;
+    };
+    loop {
+        let name = tokio::select! {
+            r = announced.recv() => r,
+            _ = inner.stopping.cancelled() => return,
+        };
+        match name {
+            Ok(name) if !name.is_empty() => {
+                if weft_core::is_valid_name(&name) && inner.serves(&name) {
+                    inner.queue(&name).wake.notify_one();
+                }
+            }
+            // "" (the store may have missed announcements) or announcements this loop
+            // missed: every queue might have work.
+            Ok(_) | Err(RecvError::Lagged(_)) => inner.wake_served(),
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
 /// Claims tasks of `queue` from the shared store for this worker's free slots; true if it
 /// got any.
 async fn claim(inner: &Arc<Inner>, queue: &Arc<Queue>, cluster: &ClusterConfig) -> bool {

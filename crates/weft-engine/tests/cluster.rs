@@ -282,3 +282,66 @@ async fn a_delay_written_by_a_gateway_is_fired_by_the_leader() {
         e.shutdown(Duration::from_secs(5)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_hears_of_runs_started_elsewhere_before_its_next_poll() {
+    let guard = schema().await;
+    // Polls far apart: only an announcement can bring the worker these runs in time.
+    let slow = |name: &str, workers: bool| EngineConfig {
+        run_workers: workers,
+        cluster: Some(ClusterConfig {
+            orchestrator: workers,
+            worker_queues: if workers {
+                vec!["default".into()]
+            } else {
+                vec![]
+            },
+            poll: Duration::from_secs(30),
+            ..ClusterConfig::new(name)
+        }),
+        ..EngineConfig::default()
+    };
+    let gateway = Engine::start(join(&guard).await, slow("gateway", false))
+        .await
+        .expect("gateway starts");
+    let worker = Engine::start(join(&guard).await, slow("worker", true))
+        .await
+        .expect("worker starts");
+    gateway
+        .flow_apply("name: pair\nnodes:\n  a: {type: noop}\n  b: {type: noop, needs: [a]}\n")
+        .await
+        .unwrap();
+    gateway
+        .flow_apply("name: aside\nnodes:\n  x: {type: noop, queue: elsewhere}\n")
+        .await
+        .unwrap();
+    // Announced before the runs below: the worker must not take up a queue it was told
+    // not to serve.
+    start(&gateway, "aside").await;
+    // One after the other, so each but (perhaps) the first starts while the worker waits
+    // for its next poll.
+    let began = std::time::Instant::now();
+    for _ in 0..3 {
+        let id = start(&gateway, "pair").await;
+        let v = until(
+            &format!("run {id} to finish"),
+            Duration::from_secs(10),
+            async || {
+                let v = gateway.run_get(&id).await.expect("run_get");
+                v.run.state.is_terminal().then_some(v)
+            },
+        )
+        .await;
+        assert_eq!(v.run.state, RunState::Succeeded, "{v:?}");
+    }
+    assert!(began.elapsed() < Duration::from_secs(10));
+    let queues: Vec<String> = worker.queue_list().into_iter().map(|q| q.name).collect();
+    assert_eq!(
+        queues,
+        ["default"],
+        "only the served queue has a dispatcher"
+    );
+    for e in [&gateway, &worker] {
+        e.shutdown(Duration::from_secs(5)).await;
+    }
+}

@@ -15,10 +15,12 @@
 //! DAG progress uses the same counters as the SQLite driver (docs/decisions/0003). Workers
 //! sharing the database claim ready tasks with leases (`lease_owner`, `lease_until` on
 //! `tasks`, claimed with `FOR UPDATE SKIP LOCKED`), and singleton duties are held through
-//! leader leases (`leader_leases`); see `weft_store::ClaimStore`.
+//! leader leases (`leader_leases`); see `weft_store::ClaimStore`. Workers in other
+//! processes hear of new ready tasks through LISTEN/NOTIFY (see `notify`).
 
 mod conv;
 mod migrate;
+mod notify;
 mod partition;
 mod read;
 #[cfg(feature = "testing")]
@@ -88,6 +90,8 @@ pub struct PostgresStore {
     /// Days whose partitions are known to exist.
     partitions: Mutex<HashSet<i64>>,
     clock: Box<dyn Clock>,
+    /// Ready announcements to and from other processes.
+    notifier: notify::Notifier,
 }
 
 /// Checks a schema name is a plain lowercase identifier (safe unquoted in SQL and options).
@@ -142,6 +146,7 @@ impl PostgresStore {
         }
         cfg.connect_timeout(opts.connect_timeout);
         let endpoint = endpoint(&cfg);
+        let listen_cfg = cfg.clone();
         let manager = Manager::from_config(
             cfg,
             tokio_postgres::NoTls,
@@ -157,13 +162,14 @@ impl PostgresStore {
             .build()
             .map_err(|e| format!("cannot set up the PostgreSQL pool: {e}"))?;
         let store = Arc::new(Self {
-            pool,
-            schema,
+            pool: pool.clone(),
+            schema: schema.clone(),
             endpoint,
             closed: AtomicBool::new(false),
             flows: Mutex::new(HashMap::new()),
             partitions: Mutex::new(HashSet::new()),
             clock: Box::new(SystemClock),
+            notifier: notify::Notifier::new(&schema, pool.clone(), listen_cfg),
         });
         drop(store.pool.get().await.map_err(|e| store.connect_error(e))?);
         Ok(store)
@@ -189,6 +195,11 @@ impl PostgresStore {
     /// The schema this store uses.
     pub fn schema(&self) -> &str {
         &self.schema
+    }
+
+    /// The LISTEN/NOTIFY channel of this store's ready announcements (one per schema).
+    pub fn ready_channel(&self) -> &str {
+        self.notifier.channel()
     }
 
     /// A pooled connection, unless the store is closed.
@@ -330,6 +341,12 @@ impl ClaimStore for PostgresStore {
     async fn leader_get(&self, duty: &str, now: Millis) -> StoreResult<Option<(String, Millis)>> {
         write::leader_get(self, duty, now).await
     }
+    fn announce_ready(&self, queues: &[&str]) {
+        self.notifier.announce(queues);
+    }
+    fn ready_announcements(&self) -> Option<tokio::sync::broadcast::Receiver<Arc<str>>> {
+        self.notifier.subscribe()
+    }
 }
 
 #[async_trait]
@@ -384,6 +401,7 @@ impl HealthStore for PostgresStore {
 impl Store for PostgresStore {
     fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        self.notifier.stop();
         self.pool.close();
     }
 }

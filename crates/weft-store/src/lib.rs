@@ -172,6 +172,28 @@ pub trait ClaimStore: Send + Sync {
     async fn leader_release(&self, duty: &str, holder: &str) -> StoreResult<()>;
     /// Who holds `duty` and until when, if anyone holds it at `now`.
     async fn leader_get(&self, duty: &str, now: Millis) -> StoreResult<Option<(String, Millis)>>;
+
+    /// Tells the other processes on this database that `queues` have new unclaimed ready
+    /// tasks, so their workers claim now instead of at their next poll. Called after the
+    /// write that made the tasks ready committed; returns at once (the driver sends in the
+    /// background and may coalesce many calls into one signal per queue).
+    ///
+    /// Best-effort: a lost announcement costs the workers at most one poll interval, never
+    /// a task, since claims always read the store. The default does nothing (a store that
+    /// only one process uses).
+    fn announce_ready(&self, queues: &[&str]) {
+        let _ = queues;
+    }
+
+    /// Announcements from any process on this database (this one included): one queue
+    /// name per signal. An empty name stands for every queue: the driver sends it when it
+    /// starts or resumes listening, since announcements made while it was not listening
+    /// are lost. A receiver that lags should likewise treat every queue as announced.
+    /// `None` (the default) when the store has no cross-process signal: workers then rely
+    /// on polling alone.
+    fn ready_announcements(&self) -> Option<tokio::sync::broadcast::Receiver<Arc<str>>> {
+        None
+    }
 }
 
 /// The schema version a database is at, and the one the driver writes.
