@@ -17,6 +17,7 @@
 # the endpoint, all weft processes) shares this machine's cores: see load averages.
 #
 #   DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres scripts/scale-out-bench.sh
+#   BIN=/tmp/weft-a WORKERS="1 4" scripts/scale-out-bench.sh     # a given binary, no build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
@@ -30,8 +31,17 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weft-target}"
 for tool in psql curl python3; do
     command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 1; }
 done
-cargo build --release --quiet -p weft-cli
-weft="$CARGO_TARGET_DIR/release/weft"
+# BIN=path/to/weft measures that binary (an A/B of two builds) instead of building one.
+if [ -n "${BIN:-}" ]; then
+    weft="$BIN"
+else
+    cargo build --release --quiet -p weft-cli
+    weft="$CARGO_TARGET_DIR/release/weft"
+fi
+# Debian's psql is a perl wrapper costing ~65 ms of CPU per call: call the client itself,
+# so the polling below takes as little as possible from the processes measured.
+psql_bin=$(ls /usr/lib/postgresql/*/bin/psql 2>/dev/null | sort -V | tail -n1)
+psql_bin=${psql_bin:-psql}
 work="$(mktemp -d)"
 pids=()
 schemas=()
@@ -116,9 +126,12 @@ while total > 0:
     assert len(items) == k and not bad, f"batch failed: {len(items)} items, {bad[:1]}"
     total -= k
 PY
-    q() { psql -qtA "$DATABASE_URL" -c "$1"; }
+    q() { "$psql_bin" -qtA "$DATABASE_URL" -c "$1"; }
     queued=$(q "SELECT count(*) FROM $schema.runs")
     [ "$queued" -eq "$total" ] || { echo "queued $queued of $total" >&2; exit 1; }
+    # Fresh partitions have no statistics yet; without them the claims' plans depend on
+    # the row count autovacuum happened to see. The same footing for every N.
+    q "ANALYZE $schema.runs; ANALYZE $schema.tasks" >/dev/null
 
     wpids=()
     start=$(date +%s.%N)
@@ -136,7 +149,7 @@ PY
             echo "timeout: $done_n of $total succeeded; states: $(q "SELECT string_agg(state||'='||c, ',') FROM (SELECT state, count(*) c FROM $schema.runs GROUP BY state) s")" >&2
             exit 1
         fi
-        sleep 0.05
+        sleep 0.25
     done
     end=$(date +%s.%N)
     load_end=$(loadavg)
