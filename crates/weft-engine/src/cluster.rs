@@ -53,6 +53,31 @@ pub(crate) async fn stopped(inner: &Inner) {
     }
 }
 
+/// Gives the claimed tasks this process has not started back to the store (at shutdown),
+/// so other workers take them now rather than after the lease, and tells them so.
+pub(crate) async fn release_unstarted(inner: &Inner) {
+    let Some(cfg) = &inner.config.cluster else {
+        return;
+    };
+    let tasks = inner.drain_unstarted();
+
+    if tasks.is_empty() {
+        return;
+    }
+    match inner.store.task_release(&cfg.node_id, &tasks).await {
+        Ok(n) => {
+            tracing::info!(released = n, "gave back claimed tasks that had not started");
+            let queues: HashSet<&str> = tasks.iter().map(|t| &*t.queue).collect();
+            inner
+                .store
+                .announce_ready(&queues.into_iter().collect::<Vec<_>>());
+        }
+        Err(e) => {
+            tracing::warn!(tasks = tasks.len(), error = %e, "cannot give back unstarted tasks; other workers get them when their lease ends")
+        }
+    }
+}
+
 fn ms(d: Duration) -> Millis {
     d.as_millis() as Millis
 }

@@ -163,6 +163,15 @@ impl Inner {
             })
     }
 
+    /// Takes every claimed task that has not started out of this process's queues.
+    pub fn drain_unstarted(&self) -> Vec<ReadyTask> {
+        self.queues
+            .read()
+            .values()
+            .flat_map(|q| q.drain())
+            .collect()
+    }
+
     /// Wakes the dispatcher of every queue this process knows and serves.
     pub fn wake_served(&self) {
         for (name, q) in self.queues.read().iter() {
@@ -676,6 +685,7 @@ impl Engine {
         for q in self.inner.queues.read().values() {
             q.wake.notify_one();
         }
+        crate::cluster::release_unstarted(&self.inner).await;
         let deadline = tokio::time::Instant::now() + grace;
         while self.inner.inflight_count.load(Ordering::SeqCst) > 0 {
             let notified = self.inner.idle.notified();
@@ -690,6 +700,8 @@ impl Engine {
                 break;
             }
         }
+        // A claim that was on its way when shutdown began has landed by now.
+        crate::cluster::release_unstarted(&self.inner).await;
         crate::cluster::stopped(&self.inner).await;
     }
 }

@@ -126,22 +126,32 @@ impl Queue {
     }
 
     /// How many tasks to claim from a shared store now, or 0 while paused. A worker keeps
-    /// up to half its limit of claimed tasks waiting here beside the running ones, so a
-    /// freed slot starts the next task at once instead of after a claim's round trip; it
-    /// tops that up in batches (a quarter of the limit at a time, or anything when it holds
-    /// nothing), so a busy worker pays one store round trip per batch rather than per task.
+    /// up to its limit of claimed tasks waiting here beside the running ones, so a freed
+    /// slot starts the next task at once instead of after a claim's round trip; it tops
+    /// that up in batches (half the limit at a time, or anything when it holds nothing), so
+    /// a busy worker pays one store round trip per batch rather than per task. What it has
+    /// not started when it stops goes back to the store (`cluster::release_unstarted`).
     pub fn claimable(&self) -> u32 {
         let s = self.state.lock();
         if s.paused {
             return 0;
         }
         let held = s.running + s.heap.len() as u32;
-        let want = (s.limit + s.limit / 2).saturating_sub(held);
-        if want >= (s.limit / 4).max(1) || (held == 0 && want > 0) {
+        let want = (2 * s.limit).saturating_sub(held);
+        if want >= (s.limit / 2).max(1) || (held == 0 && want > 0) {
             want
         } else {
             0
         }
+    }
+
+    /// Takes every waiting task out (none is started from here afterwards).
+    pub fn drain(&self) -> Vec<ReadyTask> {
+        let mut s = self.state.lock();
+        std::mem::take(&mut s.heap)
+            .into_iter()
+            .map(|i| i.task)
+            .collect()
     }
 
     /// Frees one slot.

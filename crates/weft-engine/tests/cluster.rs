@@ -345,3 +345,74 @@ async fn a_worker_hears_of_runs_started_elsewhere_before_its_next_poll() {
         e.shutdown(Duration::from_secs(5)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_worker_gives_back_the_tasks_it_had_not_started() {
+    let guard = schema().await;
+    // The first two calls hang: the stopping worker's two slots stay busy while it holds
+    // more claimed tasks than it runs.
+    let t = target(2).await;
+    let config = |name: &str, lease_s: u64| EngineConfig {
+        default_concurrency: 2,
+        cluster: Some(ClusterConfig {
+            orchestrator: false,
+            lease: Duration::from_secs(lease_s),
+            poll: Duration::from_millis(50),
+            ..ClusterConfig::new(name)
+        }),
+        ..EngineConfig::default()
+    };
+    let gateway = node(join(&guard).await, "gateway", true, false).await;
+    gateway
+        .flow_apply(&format!(
+            "name: call\nnodes:\n  c: {{type: http, params: {{url: \"{}\"}}}}\n",
+            t.url
+        ))
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(start(&gateway, "call").await);
+    }
+    // A lease far longer than the test: only a release brings its tasks back in time.
+    let leaving = Engine::start(join(&guard).await, config("leaving", 600))
+        .await
+        .unwrap();
+    until(
+        "the leaving worker to hold more than it runs",
+        Duration::from_secs(10),
+        async || {
+            let held = leaving.queue_list().iter().map(|q| q.ready).sum::<usize>();
+            (t.hits.load(Ordering::SeqCst) == 2 && held >= 2).then_some(())
+        },
+    )
+    .await;
+    let held = leaving.queue_list().iter().map(|q| q.ready).sum::<usize>();
+    leaving.shutdown(Duration::from_millis(200)).await;
+
+    let staying = Engine::start(join(&guard).await, config("staying", 600))
+        .await
+        .unwrap();
+    // Every run but the two hung ones: the released tasks and the never-claimed ones.
+    until(
+        "all but the hung runs to finish",
+        Duration::from_secs(15),
+        async || {
+            let mut done = 0;
+            for id in &ids {
+                if gateway.run_get(id).await.unwrap().run.state == RunState::Succeeded {
+                    done += 1;
+                }
+            }
+            (done == ids.len() - 2).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        held >= 2,
+        "the leaving worker had claimed unstarted tasks: {held}"
+    );
+    for e in [&gateway, &staying] {
+        e.shutdown(Duration::from_secs(5)).await;
+    }
+}

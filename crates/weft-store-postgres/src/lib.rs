@@ -316,6 +316,9 @@ impl ClaimStore for PostgresStore {
     ) -> StoreResult<Vec<ReadyTask>> {
         write::task_claim(self, worker, queue, limit, lease_until).await
     }
+    async fn task_release(&self, worker: &str, tasks: &[ReadyTask]) -> StoreResult<u64> {
+        write::task_release(self, worker, tasks).await
+    }
     async fn task_heartbeat(
         &self,
         worker: &str,

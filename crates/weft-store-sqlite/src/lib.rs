@@ -243,6 +243,12 @@ impl ClaimStore for SqliteStore {
             .exec(move |w| w.task_claim(&worker, &queue, limit, lease_until))
             .await
     }
+    async fn task_release(&self, worker: &str, tasks: &[ReadyTask]) -> StoreResult<u64> {
+        let (worker, tasks) = (worker.to_string(), tasks.to_vec());
+        self.writer
+            .exec(move |w| w.task_release(&worker, &tasks))
+            .await
+    }
     async fn task_heartbeat(
         &self,
         worker: &str,

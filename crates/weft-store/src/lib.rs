@@ -154,6 +154,12 @@ pub trait ClaimStore: Send + Sync {
         worker: &str,
         lease_until: Millis,
     ) -> StoreResult<Vec<(String, String)>>;
+    /// Gives back tasks `worker` claimed and has not started (it is shutting down): they
+    /// are unclaimed at once, for any worker, instead of when the lease ends. A task that is
+    /// no longer `worker`'s, or no longer ready, is left alone, and so is one another
+    /// transaction is changing at that moment (it keeps its lease, which ends by itself).
+    /// Returns how many were given back.
+    async fn task_release(&self, worker: &str, tasks: &[ReadyTask]) -> StoreResult<u64>;
     /// Hands back every claimed task whose lease ended before `now`: it becomes unclaimed
     /// (ready for any worker) and its `error` notes the lost attempt ("lease of worker W
     /// expired at T"). Effects list the tasks handed back.

@@ -13,7 +13,7 @@
 
 use super::W;
 use crate::PostgresStore;
-use crate::conv::{col, exec, row, rows};
+use crate::conv::{col, exec, row, rows, run_ms};
 use std::sync::Arc;
 use tokio_postgres::Row;
 use weft_core::time::Millis;
@@ -46,6 +46,17 @@ const HEARTBEAT: &str = "WITH mine AS MATERIALIZED (
      FROM mine m
      WHERE t.run_id = m.run_id AND t.run_ms = m.run_ms AND t.node = m.node
      RETURNING t.run_id, t.node, t.run_ms, t.idx";
+
+const RELEASE: &str = "WITH mine AS MATERIALIZED (
+         SELECT t.run_id, t.run_ms, t.node FROM tasks t
+         JOIN unnest($2::text[], $3::int8[], $4::text[]) AS u(run_id, ms, node)
+           ON t.run_id = u.run_id AND t.run_ms = u.ms AND t.node = u.node
+         WHERE t.lease_owner = $1 AND t.state = 'ready'
+         FOR UPDATE OF t SKIP LOCKED
+     )
+     UPDATE tasks t SET lease_owner = NULL, lease_until = NULL
+     FROM mine m
+     WHERE t.run_id = m.run_id AND t.run_ms = m.run_ms AND t.node = m.node";
 
 const REAP: &str = "UPDATE tasks t SET
          error = 'attempt ' || t.attempt::text || ' lost: lease of worker ' || t.lease_owner
@@ -125,6 +136,23 @@ pub(crate) async fn task_heartbeat(
         .into_iter()
         .map(|((_, run, _), node)| (run, node))
         .collect())
+}
+
+/// Unclaims `worker`'s unstarted tasks among `tasks`, passing over rows another
+/// transaction holds (like claims, it never waits for a task row).
+pub(crate) async fn task_release(
+    store: &PostgresStore,
+    worker: &str,
+    tasks: &[ReadyTask],
+) -> StoreResult<u64> {
+    if tasks.is_empty() {
+        return Ok(0);
+    }
+    let run: Vec<&str> = tasks.iter().map(|t| &*t.run_id).collect();
+    let ms: Vec<i64> = run.iter().map(|id| run_ms(id)).collect();
+    let node: Vec<&str> = tasks.iter().map(|t| &*t.node).collect();
+    let client = store.client().await?;
+    exec(&client, RELEASE, &[&worker, &run, &ms, &node]).await
 }
 
 pub(crate) async fn task_reap(store: &PostgresStore, now: Millis) -> StoreResult<Effects> {

@@ -17,7 +17,7 @@ mod finish;
 mod manage;
 
 pub(crate) use claims::{
-    leader_acquire, leader_get, leader_release, task_claim, task_heartbeat, task_reap,
+    leader_acquire, leader_get, leader_release, task_claim, task_heartbeat, task_reap, task_release,
 };
 pub(crate) use manage::{dlq_discard, dlq_replay, promote_due, run_cancel};
 

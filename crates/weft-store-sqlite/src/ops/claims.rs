@@ -68,6 +68,19 @@ impl W {
             }))
     }
 
+    /// Unclaims `worker`'s unstarted tasks among `tasks`; returns how many.
+    pub(crate) fn task_release(&mut self, worker: &str, tasks: &[ReadyTask]) -> R<u64> {
+        let mut stmt = db(self.conn.prepare_cached(
+            "UPDATE tasks SET lease_owner = NULL, lease_until = NULL
+             WHERE run_id = ?1 AND node = ?2 AND lease_owner = ?3 AND state = 'ready'",
+        ))?;
+        let mut n = 0;
+        for t in tasks {
+            n += db(stmt.execute(params![&*t.run_id, &*t.node, worker]))? as u64;
+        }
+        Ok(n)
+    }
+
     /// Hands back every claimed task whose lease ended before `now`, as the same attempt,
     /// with a note of the lost attempt in its `error`.
     pub(crate) fn task_reap(&mut self, now: Millis, fx: &mut Effects) -> R<()> {

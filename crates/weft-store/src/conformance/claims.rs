@@ -223,6 +223,46 @@ pub async fn heartbeat_extends_and_lists_held_tasks(store: DynStore) {
     );
 }
 
+/// A worker gives back what it claimed and has not started: the tasks are claimable at
+/// once, by anyone, as the same attempt; tasks it does not hold are left alone.
+pub async fn release_hands_back_unstarted_claims_at_once(store: DynStore) {
+    let f = flow(&store, CHAIN).await;
+    let (r1, _) = start(&store, f.run(json!(null), T0)).await;
+    let (r2, _) = start(&store, f.run(json!(null), T0)).await;
+    let (r3, _) = start(&store, f.run(json!(null), T0)).await;
+    let w1 = claim(&store, "w1", 2, LONG).await;
+    let w2 = claim(&store, "w2", 1, LONG).await;
+    assert_eq!(keys(&w2), expect(&[(&r3, "a", 1)]));
+
+    let mut asked = w1.clone();
+    asked.extend(w2.iter().cloned());
+    let n = store
+        .task_release("w1", &asked)
+        .await
+        .expect("task_release");
+    assert_eq!(n, 2, "only w1's two tasks are given back");
+    assert!(
+        heartbeat(&store, "w1", LONG).await.is_empty(),
+        "w1 holds nothing"
+    );
+    assert_eq!(
+        heartbeat(&store, "w2", LONG).await,
+        pairs(&[(&r3, "a")]),
+        "w2 keeps its claim"
+    );
+    let again = claim(&store, "w3", 10, LONG).await;
+    assert_eq!(
+        keys(&again),
+        expect(&[(&r1, "a", 1), (&r2, "a", 1)]),
+        "claimable at once, before any lease ended, as the same attempt"
+    );
+    assert_eq!(
+        store.task_release("w1", &w1).await.expect("again"),
+        0,
+        "a second release changes nothing"
+    );
+}
+
 /// Reaping hands back only leases that ended before `now`, as the same attempt with a note
 /// in the task's error; the worker no longer holds it, and another worker can claim it.
 pub async fn reap_hands_back_expired_leases_as_the_same_attempt(store: DynStore) {

@@ -214,6 +214,7 @@ macro_rules! conformance_tests {
                 claim_takes_each_task_once_by_priority,
                 claim_respects_queue_and_limit,
                 heartbeat_extends_and_lists_held_tasks,
+                release_hands_back_unstarted_claims_at_once,
                 reap_hands_back_expired_leases_as_the_same_attempt,
                 completed_claimed_task_readies_claimable_successor,
                 retried_task_is_claimable_after_backoff,
