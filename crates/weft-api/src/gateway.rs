@@ -87,17 +87,22 @@ impl Gateway {
         }
     }
 
-    /// The client's address: the socket peer, or with `trust_proxy` the last address in
-    /// `X-Forwarded-For` (the one the proxy in front of weft appended).
-    fn client_ip(&self, req: &Request) -> String {
-        if self.trust_proxy
-            && let Some(ip) = forwarded_for(req.headers())
-        {
-            return ip.to_string();
+    /// The client's rate-limit key, `ip:<address>`: the socket peer, or with `trust_proxy`
+    /// the last address in `X-Forwarded-For` (the one the proxy in front of weft appended).
+    fn client_ip_key(&self, req: &Request) -> String {
+        let ip = if self.trust_proxy {
+            forwarded_for(req.headers())
+        } else {
+            None
+        };
+        match ip.or_else(|| {
+            req.extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip())
+        }) {
+            Some(ip) => format!("ip:{ip}"),
+            None => "ip:unknown".to_string(),
         }
-        req.extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string())
     }
 }
 
@@ -147,23 +152,24 @@ async fn shed(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Respo
 }
 
 async fn guard(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_owned();
-    if OPEN_PATHS.contains(&path.as_str()) {
+    let path = req.uri().path();
+    if OPEN_PATHS.contains(&path) {
         return next.run(req).await;
     }
-    let method = req.method().clone();
+    let method = req.method();
     let mut tightest: Option<Decision> = None;
-    let ip = gw.client_ip(&req);
-    if let Err(d) = take(&gw.per_ip, &format!("ip:{ip}"), &mut tightest) {
+    let ip_key = gw.client_ip_key(&req);
+    if let Err(d) = take(&gw.per_ip, &ip_key, &mut tightest) {
         return limited(d);
     }
+    // Each class has a limiter of its own, so a client's key is the same in all of them.
     let client = match gw.keys.authenticate(req.headers()).await {
         Err(resp) => return resp,
-        Ok(Principal::Open) => format!("ip:{ip}"),
+        Ok(Principal::Open) => ip_key,
         Ok(Principal::Key { id, role }) => {
-            let need = auth::required_role(&method, &path);
+            let need = auth::required_role(method, path);
             if role < need {
-                return auth::forbidden(role, need, &method, &path);
+                return auth::forbidden(role, need, method, path);
             }
             if let Err(d) = take(&gw.per_key, &id, &mut tightest) {
                 return limited(d);
@@ -171,9 +177,8 @@ async fn guard(State(gw): State<Arc<Gateway>>, req: Request, next: Next) -> Resp
             format!("key:{id}")
         }
     };
-    let class = Class::of(&method, &path);
-    if let Some(l) = gw.class_limiter(class)
-        && let Err(d) = check(l, &format!("{class:?}:{client}"), &mut tightest)
+    if let Some(l) = gw.class_limiter(Class::of(method, path))
+        && let Err(d) = check(l, &client, &mut tightest)
     {
         return limited(d);
     }

@@ -203,10 +203,17 @@ impl Limiter {
         if map.len() > SHARD_SOFT_CAP && !map.contains_key(key) {
             map.retain(|_, b| refill(b, now, per_second, cap) < cap);
         }
-        let bucket = map.entry(key.to_string()).or_insert(Bucket {
-            tokens: cap,
-            at: now,
-        });
+        // Looked up by `&str` first: a known client costs no allocation.
+        if !map.contains_key(key) {
+            map.insert(
+                key.to_string(),
+                Bucket {
+                    tokens: cap,
+                    at: now,
+                },
+            );
+        }
+        let bucket = map.get_mut(key).expect("inserted above");
         let tokens = refill(bucket, now, per_second, cap);
         let allowed = tokens >= 1.0;
         let left = if allowed { tokens - 1.0 } else { tokens };
