@@ -10,6 +10,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use common::cluster::{
     Cluster, RUN_DEADLINE, all_logs, apply_flow, cluster_info, run_state, start_run, wait_finished,
+    workers_listed,
 };
 use common::{eventually, ok, weft};
 use serde::Deserialize;
@@ -121,6 +122,17 @@ async fn a_worker_killed_mid_task_loses_no_run() {
         },
     )
     .await;
+    // The gateway runs no worker itself, yet lists both worker processes (and only them).
+    let both = vec![
+        ("worker-a".to_string(), u64::from(doomed.pid())),
+        ("worker-b".to_string(), u64::from(survivor.pid())),
+    ];
+    eventually(
+        Duration::from_secs(10),
+        "the gateway to list both worker processes",
+        || async { (workers_listed(&gateway).await? == both).then_some(()) },
+    )
+    .await;
     doomed.kill_now();
     let killed_at = Instant::now();
     open.send(true).unwrap();
@@ -150,6 +162,13 @@ async fn a_worker_killed_mid_task_loses_no_run() {
         "all {RUNS} runs succeeded {:?} after the kill",
         killed_at.elapsed()
     );
+    // The killed worker stops beating and drops out of the list after three leases.
+    eventually(
+        Duration::from_secs(30),
+        "the gateway to stop listing the killed worker",
+        || async { (workers_listed(&gateway).await? == both[1..]).then_some(()) },
+    )
+    .await;
 }
 
 const TICK: &str = "name: tick\nnodes:\n  wait: {type: delay, params: {duration: 1s}}\n  then: {type: noop, needs: [wait]}\n";

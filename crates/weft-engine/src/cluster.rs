@@ -5,7 +5,8 @@
 //! through another process, or its lease was reaped while this process could not reach
 //! the database) has its attempt stopped. One process of the orchestrator role is elected
 //! leader through a lease in the database and runs the singleton duties: handing back
-//! expired claims and firing timers that other processes' writes created.
+//! expired claims and firing timers that other processes' writes created. Every process
+//! also beats its membership (see `membership`), so any of them can list the workers.
 
 use crate::engine::{Inner, TaskId};
 use std::collections::HashSet;
@@ -30,6 +31,7 @@ pub(crate) fn start(inner: &Arc<Inner>) {
     let Some(cfg) = &inner.config.cluster else {
         return;
     };
+    crate::membership::start(inner);
     if inner.config.run_workers {
         tokio::spawn(heartbeat(inner.clone()));
         tokio::spawn(discover(inner.clone()));

@@ -79,13 +79,17 @@ pub const DEFAULT_LEADER_TTL: Duration = Duration::from_secs(5);
 pub struct ClusterConfig {
     /// This process's name in leases and the workers list (unique per process).
     pub node_id: String,
+    /// Whether this process serves the API (the gateway role). The engine only reports it
+    /// in the cluster's membership; default false.
+    pub gateway: bool,
     /// Whether this process may be elected to run singleton duties (timer firing, lease
     /// reaping): the orchestrator role.
     pub orchestrator: bool,
     /// The queues this process's workers claim from; empty means every queue known from
     /// the configuration, the stored queue settings and the applied flows.
     pub worker_queues: Vec<String>,
-    /// How long a claim lasts; heartbeats renew it every third of it.
+    /// How long a claim lasts; heartbeats renew it every third of it. Membership beats
+    /// come as often, and a member is listed while its last beat is younger than three leases.
     pub lease: Duration,
     /// How long the leader's lease lasts.
     pub leader_ttl: Duration,
@@ -101,6 +105,7 @@ impl ClusterConfig {
     pub fn new(node_id: impl Into<String>) -> Self {
         Self {
             node_id: node_id.into(),
+            gateway: false,
             orchestrator: true,
             worker_queues: Vec::new(),
             lease: DEFAULT_LEASE,

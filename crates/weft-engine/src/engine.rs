@@ -155,6 +155,13 @@ impl Inner {
         q
     }
 
+    /// Every queue this process knows, with its current figures, by name.
+    pub fn queue_stats(&self) -> Vec<QueueStats> {
+        let mut v: Vec<QueueStats> = self.queues.read().values().map(|q| q.stats()).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
     /// Whether this process's workers take tasks of queue `name`.
     pub fn serves(&self, name: &str) -> bool {
         self.config.run_workers
@@ -581,15 +588,7 @@ impl Engine {
 
     /// Every queue with its live figures.
     pub fn queue_list(&self) -> Vec<QueueStats> {
-        let mut v: Vec<QueueStats> = self
-            .inner
-            .queues
-            .read()
-            .values()
-            .map(|q| q.stats())
-            .collect();
-        v.sort_by(|a, b| a.name.cmp(&b.name));
-        v
+        self.inner.queue_stats()
     }
 
     /// Changes a queue's concurrency and/or pause switch, live and persistently.

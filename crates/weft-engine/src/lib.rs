@@ -11,6 +11,7 @@ mod error;
 pub mod events;
 mod health;
 mod manage;
+mod membership;
 pub mod nodes;
 mod queue;
 mod retention;

@@ -1,5 +1,5 @@
 //! Management calls behind the v1 API: flow versions and deletion, retrying a failed run,
-//! reading and discarding dead tasks, batch cancels, and this process's worker.
+//! reading and discarding dead tasks, batch cancels, and the worker processes.
 //!
 //! They live apart from `engine.rs` (the hot paths: starting runs, completions) because
 //! they are thin compositions of store calls that only operators make.
@@ -25,8 +25,8 @@ pub struct QueueServed {
     pub running: u32,
 }
 
-/// A worker process. Embedded weft has exactly one (itself); a multi-process store fills
-/// the same shape from its workers table, so `heartbeat_age_ms` is 0 here.
+/// A worker process. Alone on its database weft has exactly one (itself, with
+/// `heartbeat_age_ms` 0); in a cluster each comes from a member's last beat in the store.
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkerInfo {
     /// Worker id (a UUID v7 made at start).
@@ -176,39 +176,53 @@ impl Engine {
             .await?)
     }
 
-    /// The workers serving this store: here, this process.
-    pub fn workers(&self) -> Vec<WorkerInfo> {
-        let queues: Vec<QueueServed> = if self.inner.config.run_workers {
-            self.queue_list()
-                .into_iter()
-                .map(|q| QueueServed {
-                    name: q.name,
-                    concurrency: q.concurrency,
-                    running: q.running,
-                })
-                .collect()
-        } else {
-            Vec::new()
+    /// The worker processes serving this store. Alone on its database, that is this
+    /// process. In a cluster, it is every member with the worker role whose last
+    /// membership beat is younger than three leases, as of that beat.
+    pub async fn workers(&self) -> Result<Vec<WorkerInfo>, EngineError> {
+        let Some(cfg) = &self.inner.config.cluster else {
+            return Ok(vec![self.this_worker()]);
         };
-        let load = queues.iter().map(|q| q.running).sum();
-        vec![WorkerInfo {
+        let now = self.inner.now();
+        let members = self
+            .inner
+            .store
+            .member_list(now, crate::membership::stale_after(cfg))
+            .await?;
+        Ok(members
+            .into_iter()
+            .filter(|m| m.roles.iter().any(|r| r == "worker"))
+            .map(|m| WorkerInfo {
+                id: m.node_id,
+                hostname: m.hostname,
+                pid: m.pid,
+                queues: m
+                    .queues
+                    .into_iter()
+                    .map(|q| QueueServed {
+                        name: q.name,
+                        concurrency: q.concurrency,
+                        running: q.running,
+                    })
+                    .collect(),
+                started_at: m.started_at,
+                heartbeat_age_ms: (now - m.beat_at).max(0) as u64,
+                load: m.load,
+            })
+            .collect())
+    }
+
+    /// This process as a worker, live.
+    fn this_worker(&self) -> WorkerInfo {
+        let queues = crate::membership::served(&self.inner);
+        WorkerInfo {
             id: self.inner.worker_id.clone(),
-            hostname: hostname(),
+            hostname: crate::membership::hostname(),
             pid: std::process::id(),
+            load: queues.iter().map(|q| q.running).sum(),
             queues,
             started_at: self.inner.started_at,
             heartbeat_age_ms: 0,
-            load,
-        }]
+        }
     }
-}
-
-/// This machine's name, without a libc call: the kernel's, then `$HOSTNAME`.
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown".into())
 }

@@ -416,3 +416,70 @@ async fn a_stopping_worker_gives_back_the_tasks_it_had_not_started() {
         e.shutdown(Duration::from_secs(5)).await;
     }
 }
+
+/// The node ids and queue names of the workers `e` lists.
+async fn workers_seen(e: &Engine) -> Vec<(String, Vec<String>)> {
+    e.workers()
+        .await
+        .expect("workers")
+        .into_iter()
+        .map(|w| (w.id, w.queues.into_iter().map(|q| q.name).collect()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_lists_every_worker_and_drops_one_that_is_gone() {
+    let guard = schema().await;
+    let worker = async |store: DynStore, name: &str, queues: &[&str]| {
+        let config = EngineConfig {
+            run_workers: true,
+            cluster: Some(ClusterConfig {
+                orchestrator: false,
+                worker_queues: queues.iter().map(|q| q.to_string()).collect(),
+                lease: Duration::from_millis(1500),
+                poll: Duration::from_millis(50),
+                ..ClusterConfig::new(name)
+            }),
+            ..EngineConfig::default()
+        };
+        Engine::start(store, config).await.expect("worker starts")
+    };
+    let gateway = node(join(&guard).await, "gw", false, false).await;
+    let w1_store = join(&guard).await;
+    let w1 = worker(w1_store.clone(), "w1", &["alpha"]).await;
+    let w2 = worker(join(&guard).await, "w2", &["beta", "gamma"]).await;
+    let both = vec![
+        ("w1".to_string(), vec!["alpha".to_string()]),
+        (
+            "w2".to_string(),
+            vec!["beta".to_string(), "gamma".to_string()],
+        ),
+    ];
+    until(
+        "the gateway to list both workers",
+        Duration::from_secs(10),
+        async || (workers_seen(&gateway).await == both).then_some(()),
+    )
+    .await;
+    for w in gateway.workers().await.expect("workers") {
+        assert!(
+            w.heartbeat_age_ms < 1500,
+            "beats every third of the lease: {w:?}"
+        );
+        assert_eq!((w.pid, w.load), (std::process::id(), 0), "{w:?}");
+    }
+
+    // w1's process dies: its beats stop, and after three leases it is no longer listed.
+    w1_store.close();
+    let only_w2 = vec![both[1].clone()];
+    until(
+        "the gateway to drop the gone worker",
+        Duration::from_secs(15),
+        async || (workers_seen(&gateway).await == only_w2).then_some(()),
+    )
+    .await;
+    drop(w1);
+    for e in [&gateway, &w2] {
+        e.shutdown(Duration::from_secs(5)).await;
+    }
+}

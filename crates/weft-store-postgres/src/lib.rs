@@ -15,7 +15,8 @@
 //! DAG progress uses the same counters as the SQLite driver (docs/decisions/0003). Workers
 //! sharing the database claim ready tasks with leases (`lease_owner`, `lease_until` on
 //! `tasks`, claimed with `FOR UPDATE SKIP LOCKED`), and singleton duties are held through
-//! leader leases (`leader_leases`); see `weft_store::ClaimStore`. Workers in other
+//! leader leases (`leader_leases`); see `weft_store::ClaimStore`. Every process of a cluster
+//! beats its row in `members` (see `weft_store::MemberStore`). Workers in other
 //! processes hear of new ready tasks through LISTEN/NOTIFY (see `notify`).
 
 mod conv;
@@ -349,6 +350,20 @@ impl ClaimStore for PostgresStore {
     }
     fn ready_announcements(&self) -> Option<tokio::sync::broadcast::Receiver<Arc<str>>> {
         self.notifier.subscribe()
+    }
+}
+
+#[async_trait]
+impl MemberStore for PostgresStore {
+    async fn member_beat(&self, member: &MemberRecord) -> StoreResult<()> {
+        write::member_beat(self, member).await
+    }
+    async fn member_list(
+        &self,
+        now: Millis,
+        stale_after_ms: i64,
+    ) -> StoreResult<Vec<MemberRecord>> {
+        write::member_list(self, now, stale_after_ms).await
     }
 }
 

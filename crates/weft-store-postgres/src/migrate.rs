@@ -14,6 +14,7 @@ use tokio_postgres::error::SqlState;
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/0001_init.sql")),
     (2, "claims", include_str!("migrations/0002_claims.sql")),
+    (3, "members", include_str!("migrations/0003_members.sql")),
 ];
 
 /// The schema version this build writes.

@@ -295,6 +295,23 @@ impl ClaimStore for SqliteStore {
 }
 
 #[async_trait]
+impl MemberStore for SqliteStore {
+    async fn member_beat(&self, member: &MemberRecord) -> StoreResult<()> {
+        let member = member.clone();
+        self.writer.exec(move |w| w.member_beat(&member)).await
+    }
+    async fn member_list(
+        &self,
+        now: Millis,
+        stale_after_ms: i64,
+    ) -> StoreResult<Vec<MemberRecord>> {
+        self.readers
+            .with(move |c| read::member_list(c, now, stale_after_ms))
+            .await
+    }
+}
+
+#[async_trait]
 impl DlqStore for SqliteStore {
     async fn dlq_list(&self, filter: &DlqFilter) -> StoreResult<Vec<DeadTask>> {
         let filter = filter.clone();

@@ -393,3 +393,50 @@ pub fn leader_get(c: &Connection, duty: &str, now: i64) -> StoreResult<Option<(S
             }),
     )
 }
+
+/// Members whose last beat is newer than `now - stale_after_ms`, by node id.
+pub fn member_list(
+    c: &Connection,
+    now: i64,
+    stale_after_ms: i64,
+) -> StoreResult<Vec<MemberRecord>> {
+    type MemberRow = (String, String, u32, String, String, i64, i64, u32);
+    let rows: Vec<MemberRow> = db(c
+        .prepare_cached(
+            "SELECT node_id, hostname, pid, roles, queues, started_at, beat_at, load
+             FROM members WHERE beat_at > ?1 ORDER BY node_id",
+        )
+        .and_then(|mut s| {
+            s.query_map([now - stale_after_ms], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            })?
+            .collect()
+        }))?;
+    rows.into_iter()
+        .map(
+            |(node_id, hostname, pid, roles, queues, started_at, beat_at, load)| {
+                let corrupt =
+                    |e: serde_json::Error| StoreError::Corrupt(format!("member {node_id}: {e}"));
+                Ok(MemberRecord {
+                    roles: serde_json::from_str(&roles).map_err(corrupt)?,
+                    queues: serde_json::from_str(&queues).map_err(corrupt)?,
+                    node_id: node_id.clone(),
+                    hostname,
+                    pid,
+                    started_at,
+                    beat_at,
+                    load,
+                })
+            },
+        )
+        .collect()
+}

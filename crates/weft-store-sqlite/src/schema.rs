@@ -7,6 +7,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_init.sql"),
     include_str!("migrations/0002_api_keys.sql"),
     include_str!("migrations/0003_claims.sql"),
+    include_str!("migrations/0004_members.sql"),
 ];
 
 /// The schema version this build writes.

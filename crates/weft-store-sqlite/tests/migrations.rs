@@ -1,9 +1,10 @@
 //! Upgrading a database written by an older weft: the claims migration (version 3) adds the
-//! lease columns to existing tasks, unclaimed, and the leader lease table.
+//! lease columns to existing tasks, unclaimed, and the leader lease table; the members
+//! migration (version 4) adds the empty cluster membership table.
 
 use rusqlite::{Connection, params};
 use weft_core::TaskState;
-use weft_store::{ClaimStore, HealthStore, RunStore, Store};
+use weft_store::{ClaimStore, HealthStore, MemberStore, RunStore, Store};
 use weft_store_sqlite::{SCHEMA_VERSION, SqliteStore, db_path};
 
 /// The old run's id.
@@ -46,12 +47,19 @@ fn version_two(dir: &std::path::Path) -> String {
 
 #[tokio::test]
 async fn version_two_database_upgrades_with_its_ready_tasks_claimable() {
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(SCHEMA_VERSION, 4);
     let dir = tempfile::tempdir().expect("temp dir");
     let run = version_two(dir.path());
     let store = SqliteStore::open(dir.path(), Default::default()).expect("open and migrate");
     let v = store.schema_version().await.expect("schema_version");
-    assert_eq!((v.found, v.expected), (3, 3));
+    assert_eq!((v.found, v.expected), (4, 4));
+    assert!(
+        store
+            .member_list(0, 1_000)
+            .await
+            .expect("member_list")
+            .is_empty()
+    );
 
     let claimed = store
         .task_claim("w1", "default", 10, 1_000)
@@ -80,5 +88,5 @@ async fn version_two_database_upgrades_with_its_ready_tasks_claimable() {
 
     // Opening again finds nothing to migrate.
     let again = SqliteStore::open(dir.path(), Default::default()).expect("reopen");
-    assert_eq!(again.schema_version().await.expect("version").found, 3);
+    assert_eq!(again.schema_version().await.expect("version").found, 4);
 }

@@ -202,6 +202,27 @@ pub trait ClaimStore: Send + Sync {
     }
 }
 
+/// How long a member's row is kept after its last beat; older rows may be deleted.
+pub const MEMBER_FORGET_AFTER_MS: Millis = 3_600_000;
+
+/// Membership of the processes sharing one database (a cluster), so any of them can say
+/// which processes there are and what they serve.
+///
+/// Every process of a cluster beats its [`MemberRecord`] regularly; a member that stops
+/// beating (it stopped, died or lost the database) drops out of [`MemberStore::member_list`]
+/// once its last beat is older than the staleness the caller asks for. Rows whose last beat
+/// is more than [`MEMBER_FORGET_AFTER_MS`] older than a newer beat may be deleted by any
+/// call; nothing else is ever deleted. An engine alone on its database never calls these.
+#[async_trait]
+pub trait MemberStore: Send + Sync {
+    /// Creates or replaces the row of `member.node_id` with `member` (one row per node id,
+    /// never a duplicate).
+    async fn member_beat(&self, member: &MemberRecord) -> StoreResult<()>;
+    /// The members whose last beat is newer than `now - stale_after_ms`, by node id.
+    async fn member_list(&self, now: Millis, stale_after_ms: i64)
+    -> StoreResult<Vec<MemberRecord>>;
+}
+
 /// The schema version a database is at, and the one the driver writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SchemaVersion {
@@ -221,7 +242,15 @@ pub trait HealthStore: Send + Sync {
 
 /// A complete store.
 pub trait Store:
-    FlowStore + RunStore + TaskStore + ClaimStore + DlqStore + QueueStore + ApiKeyStore + HealthStore
+    FlowStore
+    + RunStore
+    + TaskStore
+    + ClaimStore
+    + MemberStore
+    + DlqStore
+    + QueueStore
+    + ApiKeyStore
+    + HealthStore
 {
     /// Flushes and closes; later calls fail with [`StoreError::Closed`].
     fn close(&self);

@@ -359,3 +359,35 @@ pub struct QueueSettings {
     /// True while paused: nothing new starts.
     pub paused: bool,
 }
+
+/// One process of a cluster, as it last reported itself (see [`MemberStore`](crate::MemberStore)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRecord {
+    /// The process's node id (unique per process): the key of its row.
+    pub node_id: String,
+    /// Host name.
+    pub hostname: String,
+    /// Process id.
+    pub pid: u32,
+    /// The roles it takes (`gateway`, `orchestrator`, `worker`).
+    pub roles: Vec<String>,
+    /// The queues its workers serve (empty unless it has the worker role).
+    pub queues: Vec<MemberQueue>,
+    /// When it started.
+    pub started_at: Millis,
+    /// When it last beat.
+    pub beat_at: Millis,
+    /// Attempts running on it now, across its queues.
+    pub load: u32,
+}
+
+/// One queue a cluster member serves, with its load when the member last beat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberQueue {
+    /// Queue name.
+    pub name: String,
+    /// Its concurrency limit on that member.
+    pub concurrency: u32,
+    /// Attempts of it running there.
+    pub running: u32,
+}

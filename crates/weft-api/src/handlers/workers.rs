@@ -1,6 +1,7 @@
 //! `/v1/workers`: the processes executing attempts, with their queues and load.
 
-use crate::openapi::WorkerDoc;
+use crate::error::ApiError;
+use crate::openapi::{ErrorBody, WorkerDoc};
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
@@ -14,11 +15,13 @@ pub(crate) struct WorkerList {
     workers: Vec<WorkerInfo>,
 }
 
-/// `GET /v1/workers`: embedded weft has one worker, this process.
+/// `GET /v1/workers`: alone on its database weft has one worker, this process; in a
+/// cluster, every process with the worker role that beat recently, whichever process is
+/// asked.
 #[utoipa::path(get, path = "/v1/workers", tag = "workers",
-    responses((status = 200, body = WorkerList)))]
-pub(crate) async fn list(State(engine): State<Engine>) -> Json<WorkerList> {
-    Json(WorkerList {
-        workers: engine.workers(),
-    })
+    responses((status = 200, body = WorkerList), (status = 503, body = ErrorBody)))]
+pub(crate) async fn list(State(engine): State<Engine>) -> Result<Json<WorkerList>, ApiError> {
+    Ok(Json(WorkerList {
+        workers: engine.workers().await?,
+    }))
 }

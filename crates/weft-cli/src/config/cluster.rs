@@ -132,6 +132,7 @@ impl Config {
     pub fn cluster_engine_config(&self, roles: Roles) -> EngineConfig {
         let c = &self.cluster;
         let cluster = ClusterConfig {
+            gateway: roles.gateway,
             orchestrator: roles.orchestrator,
             worker_queues: c.worker_queues.clone(),
             lease: c.lease,

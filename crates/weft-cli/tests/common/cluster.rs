@@ -175,6 +175,25 @@ pub async fn cluster_info(node: &Server) -> Option<Value> {
     r.json().await.ok()
 }
 
+/// The workers a process's `GET /v1/workers` lists: `(node id, pid)` of each, or `None` if
+/// it did not answer.
+pub async fn workers_listed(node: &Server) -> Option<Vec<(String, u64)>> {
+    let r = client()
+        .get(format!("{}/v1/workers", node.url))
+        .send()
+        .await
+        .ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    let body: Value = r.json().await.ok()?;
+    body["workers"]
+        .as_array()?
+        .iter()
+        .map(|w| Some((w["id"].as_str()?.to_string(), w["pid"].as_u64()?)))
+        .collect()
+}
+
 /// A process's `/ready` status code, or `None` if it did not answer.
 pub async fn ready_status(node: &Server) -> Option<StatusCode> {
     client()

@@ -8,10 +8,11 @@
 //!
 //! By concern: [`runs`] (create, cancel), [`tasks`] (results and what follows them),
 //! [`timers`] (due timers, start-up recovery), [`dlq`] (replay, discard), [`claims`] (tasks
-//! claimed by workers, leader leases); flows, queues and the shared helpers live here.
+//! claimed by workers, leader leases), [`members`] (cluster membership); flows, queues and the shared helpers live here.
 
 mod claims;
 mod dlq;
+mod members;
 mod runs;
 mod tasks;
 mod timers;

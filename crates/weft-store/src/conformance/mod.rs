@@ -40,6 +40,7 @@ pub mod flows;
 pub mod keys;
 pub mod lifecycle;
 pub mod manage;
+pub mod members;
 pub mod queues;
 pub mod retention;
 pub mod retries;
@@ -222,6 +223,11 @@ macro_rules! conformance_tests {
                 late_result_of_lost_worker_is_applied_once,
                 leader_lease_goes_to_one_holder_at_a_time,
                 leader_release_hands_over_at_once,
+            }
+            members {
+                beat_then_list_round_trips,
+                second_beat_updates_the_member,
+                stale_member_is_not_listed,
             }
             events {
                 create_reports_the_new_run,
