@@ -190,7 +190,15 @@ impl PostgresStore {
     pub async fn migrate(&self) -> Result<(), String> {
         let mut client = self.pool.get().await.map_err(|e| self.connect_error(e))?;
         migrate::migrate(&mut client, &self.schema).await?;
-        Ok(())
+        drop(client);
+        // Today's and tomorrow's partitions exist before the first write, so a fresh
+        // schema's first runs do not create them while workers are already claiming.
+        self.ensure_partitions([self.now()]).await.map_err(|e| {
+            format!(
+                "cannot create today's partitions in schema {}: {e}",
+                self.schema
+            )
+        })
     }
 
     /// The schema this store uses.

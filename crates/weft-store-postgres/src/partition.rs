@@ -19,6 +19,10 @@ use weft_store::{Pruned, StoreResult};
 pub const DAY_MS: Millis = 86_400_000;
 /// How long retention waits for the tables' locks before giving up (as `Unavailable`).
 const LOCK_TIMEOUT_MS: u64 = 5_000;
+/// Tries at creating a day's partitions before giving up on a lock conflict.
+const CREATE_ATTEMPTS: u32 = 5;
+/// How long one try waits for the parents' locks.
+const CREATE_LOCK_TIMEOUT_MS: u64 = 2_000;
 /// First key of the partition-creation advisory lock ("wefp"); the second is the schema's hash.
 const PARTITION_LOCK: i32 = 0x7765_6670;
 
@@ -60,16 +64,47 @@ impl PostgresStore {
         if missing.is_empty() {
             return Ok(());
         }
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db)?;
+        // Creating a partition locks its parent ACCESS EXCLUSIVE; statements already
+        // running hold the parents' weaker locks in their own order (a claim: tasks, then
+        // runs), so PostgreSQL may pick this transaction as a deadlock victim or its lock
+        // wait may time out. Both leave nothing behind: try again, a few times.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut client = self.client().await?;
+            match self.create_partitions(&mut client, &missing).await {
+                Ok(()) => break,
+                Err(e)
+                    if attempt < CREATE_ATTEMPTS
+                        && matches!(
+                            e.code(),
+                            Some(&SqlState::T_R_DEADLOCK_DETECTED | &SqlState::LOCK_NOT_AVAILABLE)
+                        ) =>
+                {
+                    tracing::info!(attempt, error = %describe(&e), "creating a daily partition met a lock conflict; trying again");
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * attempt as u64)).await;
+                }
+                Err(e) => return Err(db(e)),
+            }
+        }
+        self.partitions.lock().extend(missing);
+        Ok(())
+    }
+
+    /// One try at creating the partitions of `days` (and their `tasks` twins).
+    async fn create_partitions(
+        &self,
+        client: &mut deadpool_postgres::Client,
+        days: &BTreeSet<i64>,
+    ) -> Result<(), tokio_postgres::Error> {
+        let tx = client.transaction().await?;
         tx.execute(
             "SELECT pg_advisory_xact_lock($1::int4, hashtext($2::text))",
             &[&PARTITION_LOCK, &self.schema],
         )
-        .await
-        .map_err(db)?;
-        let mut ddl = String::new();
-        for &day in &missing {
+        .await?;
+        let mut ddl = format!("SET LOCAL lock_timeout = '{CREATE_LOCK_TIMEOUT_MS}ms';\n");
+        for &day in days {
             let Some(sfx) = suffix(day) else { continue };
             let (lo, hi) = (day * DAY_MS, (day + 1) * DAY_MS);
             for table in ["runs", "tasks"] {
@@ -78,22 +113,15 @@ impl PostgresStore {
                 ));
             }
         }
-        let created = match tx.batch_execute(&ddl).await {
-            Ok(()) => tx.commit().await.map(|_| true),
+        match tx.batch_execute(&ddl).await {
+            Ok(()) => tx.commit().await,
             // Rows for that day already sit in the DEFAULT partition (a partition dropped
             // while another process still wrote to its day): keep using DEFAULT for it.
             Err(e) if e.code() == Some(&SqlState::CHECK_VIOLATION) => {
                 tracing::warn!(error = %describe(&e), "cannot create a daily partition; its rows stay in the DEFAULT partition");
-                Ok(true)
-            }
-            Err(e) => Err(e),
-        };
-        match created {
-            Ok(_) => {
-                self.partitions.lock().extend(missing);
                 Ok(())
             }
-            Err(e) => Err(db(e)),
+            Err(e) => Err(e),
         }
     }
 

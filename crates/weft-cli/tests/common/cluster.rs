@@ -117,8 +117,10 @@ pub async fn start_run(gateway: &Server, flow: &str, input: Value) -> String {
         .send()
         .await
         .expect("start run");
-    assert_eq!(r.status(), StatusCode::CREATED, "start run");
-    let body: Value = r.json().await.unwrap();
+    let status = r.status();
+    let text = r.text().await.unwrap_or_default();
+    assert_eq!(status, StatusCode::CREATED, "start run: {text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
     body["id"].as_str().expect("run id").to_string()
 }
 
