@@ -4,6 +4,7 @@
 use crate::nodes::NodeKind;
 use crate::retry::RetryPolicy;
 use crate::spec::FlowSpec;
+use crate::state::RunState;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -104,6 +105,20 @@ impl CompiledFlow {
     /// Looks a node up by name.
     pub fn node(&self, name: &str) -> Option<&CompiledNode> {
         self.node_index(name).map(|i| &self.nodes[i])
+    }
+
+    /// The state a new run of this flow starts in: `queued` (waiting for a worker), or
+    /// `running` when a root is a `delay`, whose timer starts at once.
+    pub fn initial_run_state(&self) -> RunState {
+        if self
+            .roots
+            .iter()
+            .any(|&r| self.nodes[r].kind == NodeKind::Delay)
+        {
+            RunState::Running
+        } else {
+            RunState::Queued
+        }
     }
 
     /// Every queue the flow's nodes use.

@@ -5,22 +5,7 @@ use crate::conv::{col, exec, rows, run_ms, to_text};
 use std::collections::HashMap;
 use weft_core::nodes::NodeKind;
 use weft_core::time::Millis;
-use weft_core::{CompiledFlow, RunState};
 use weft_store::*;
-
-/// A run starts `queued` (waiting for a worker), or `running` when a root is a `delay` whose
-/// timer starts at once.
-fn initial_state(flow: &CompiledFlow) -> RunState {
-    if flow
-        .roots
-        .iter()
-        .any(|&r| flow.nodes[r].kind == NodeKind::Delay)
-    {
-        RunState::Running
-    } else {
-        RunState::Queued
-    }
-}
 
 impl W<'_> {
     /// Creates `runs` (one entry each in the answer, in order). A run whose idempotency key
@@ -128,7 +113,7 @@ impl W<'_> {
         for r in &new {
             let flow = &r.flow;
             let ms = run_ms(&r.id);
-            let state = initial_state(flow);
+            let state = flow.initial_run_state();
             r_id.push(r.id.as_str());
             r_ms.push(ms);
             r_flow.push(flow.name());

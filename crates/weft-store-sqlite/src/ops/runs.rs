@@ -40,13 +40,13 @@ impl W {
                     parent_node,
                     flow.roots.len() as i64,
                     run.created_at,
-                    initial_state(flow).as_str()
+                    flow.initial_run_state().as_str()
                 ])
             }))?;
         fx.changes.push(Change::RunCreated {
             run_id: run.id.clone(),
             flow: flow.name().to_string(),
-            state: initial_state(flow),
+            state: flow.initial_run_state(),
             at: run.created_at,
         });
         let now = run.created_at;
@@ -158,20 +158,6 @@ impl W {
     }
 
     // ---- tasks ------------------------------------------------------------------------
-}
-
-/// A run starts `queued` (waiting for a worker), or `running` when a root is a `delay`
-/// whose timer starts at once.
-pub(super) fn initial_state(flow: &CompiledFlow) -> RunState {
-    if flow
-        .roots
-        .iter()
-        .any(|&r| flow.nodes[r].kind == NodeKind::Delay)
-    {
-        RunState::Running
-    } else {
-        RunState::Queued
-    }
 }
 
 /// The text every UUID v7 id made at or after `ms` sorts at or above: its 48-bit time as the
