@@ -4,12 +4,15 @@
 //! renewals fail, as when a process is killed or cut off); the tests with real processes
 //! and SIGKILL are in weft-cli. Every wait polls with a deadline.
 
+mod common;
+
+use common::{start, until};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use weft_core::RunState;
-use weft_engine::{ClusterConfig, Engine, EngineConfig, RunView, StartRun};
+use weft_engine::{ClusterConfig, Engine, EngineConfig, RunView};
 use weft_store::DynStore;
 use weft_store_postgres::testing::{self, SchemaGuard};
 
@@ -47,20 +50,6 @@ async fn node(store: DynStore, name: &str, orchestrator: bool, workers: bool) ->
     Engine::start(store, config).await.expect("engine starts")
 }
 
-async fn until<T>(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn finished(e: &Engine, id: &str) -> RunView {
     until(
         &format!("run {id} to finish"),
@@ -71,17 +60,6 @@ async fn finished(e: &Engine, id: &str) -> RunView {
         },
     )
     .await
-}
-
-async fn start(e: &Engine, flow: &str) -> String {
-    e.run_start(StartRun {
-        flow: flow.into(),
-        input: json!({}),
-        ..Default::default()
-    })
-    .await
-    .expect("run starts")
-    .id
 }
 
 /// A local endpoint: the first `hang` requests never get an answer (until the client

@@ -2,12 +2,15 @@
 //! cluster only the leader prunes, at most once per interval, and a new leader carries on
 //! where the old one stopped. Every wait polls with a deadline.
 
+mod common;
+
+use common::{start, until};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weft_core::RunState;
 use weft_core::time::{Clock, Millis, SystemClock};
-use weft_engine::{ClusterConfig, Engine, EngineConfig, Retention, StartRun};
+use weft_engine::{ClusterConfig, Engine, EngineConfig, Retention};
 use weft_store::{DynStore, NewRun};
 use weft_store_postgres::testing::{self, SchemaGuard};
 use weft_store_sqlite::SqliteStore;
@@ -18,22 +21,21 @@ fn now_ms() -> Millis {
     SystemClock.now_ms()
 }
 
-async fn until<T>(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 async fn gone(store: &DynStore, id: &str) -> bool {
     store.run_get(id).await.expect("run_get").is_none()
+}
+
+/// Waits until every run of `ids` is gone from the store.
+async fn all_gone(store: &DynStore, ids: &[String], what: &str, limit: Duration) {
+    until(what, limit, async || {
+        for id in ids {
+            if !gone(store, id).await {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,19 +59,8 @@ async fn a_sole_engine_removes_finished_runs_and_keeps_live_ones() {
         .flow_apply("name: slow\nnodes:\n  wait: {type: delay, params: {duration: 1h}}\n")
         .await
         .unwrap();
-    let start = async |flow: &str| {
-        engine
-            .run_start(StartRun {
-                flow: flow.into(),
-                input: json!({}),
-                ..Default::default()
-            })
-            .await
-            .expect("run starts")
-            .id
-    };
-    let live = start("slow").await;
-    let done = start("quick").await;
+    let live = start(&engine, "slow").await;
+    let done = start(&engine, "quick").await;
     until(
         "the finished run to be pruned",
         Duration::from_secs(15),
@@ -147,17 +138,11 @@ async fn only_the_leader_prunes_once_per_interval_and_a_new_leader_carries_on() 
     let every = Duration::from_secs(4);
     let o1 = orchestrator(&guard, "o1", every).await;
     let o2 = orchestrator(&guard, "o2", every).await;
-    until(
+    all_gone(
+        &store,
+        &first,
         "the old runs to be pruned",
         Duration::from_secs(15),
-        async || {
-            for id in &first {
-                if !gone(&store, id).await {
-                    return None;
-                }
-            }
-            Some(())
-        },
     )
     .await;
     let first_pass = Instant::now();
@@ -180,17 +165,11 @@ async fn only_the_leader_prunes_once_per_interval_and_a_new_leader_carries_on() 
         async || other.is_leader().then_some(()),
     )
     .await;
-    until(
+    all_gone(
+        &store,
+        &second,
         "the new leader's pass",
         Duration::from_secs(20),
-        async || {
-            for id in &second {
-                if !gone(&store, id).await {
-                    return None;
-                }
-            }
-            Some(())
-        },
     )
     .await;
     let between = first_pass.elapsed();

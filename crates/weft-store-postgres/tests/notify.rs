@@ -37,20 +37,30 @@ async fn before(rx: &mut Receiver<Arc<str>>, marker: &str) -> Vec<String> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_announcement_reaches_stores_on_the_same_schema_only() {
-    let (schema, elsewhere) = (common::schema_name(), common::schema_name());
-    let sender = common::connect(&schema).await;
-    let receiver = common::connect(&schema).await;
-    let other_sender = common::connect(&elsewhere).await;
-    let other = common::connect(&elsewhere).await;
-    assert_ne!(receiver.ready_channel(), other.ready_channel());
+/// A sending and a receiving store on `schema` (each with its own pool, as two processes
+/// would), the receiver already listening.
+async fn pair(
+    schema: &str,
+) -> (
+    Arc<weft_store_postgres::PostgresStore>,
+    Arc<weft_store_postgres::PostgresStore>,
+    Receiver<Arc<str>>,
+) {
+    let sender = common::connect(schema).await;
+    let receiver = common::connect(schema).await;
     let mut rx = receiver
         .ready_announcements()
         .expect("PostgreSQL announces");
-    let mut other_rx = other.ready_announcements().expect("PostgreSQL announces");
     listening(&mut rx).await;
-    listening(&mut other_rx).await;
+    (sender, receiver, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announcement_reaches_stores_on_the_same_schema_only() {
+    let (schema, elsewhere) = (common::schema_name(), common::schema_name());
+    let (sender, receiver, mut rx) = pair(&schema).await;
+    let (other_sender, other, mut other_rx) = pair(&elsewhere).await;
+    assert_ne!(receiver.ready_channel(), other.ready_channel());
 
     sender.announce_ready(&["work"]);
     assert_eq!(before(&mut rx, "work").await, Vec::<String>::new());
@@ -67,12 +77,7 @@ async fn an_announcement_reaches_stores_on_the_same_schema_only() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_announcements_is_coalesced() {
     let schema = common::schema_name();
-    let sender = common::connect(&schema).await;
-    let receiver = common::connect(&schema).await;
-    let mut rx = receiver
-        .ready_announcements()
-        .expect("PostgreSQL announces");
-    listening(&mut rx).await;
+    let (sender, _receiver, mut rx) = pair(&schema).await;
 
     for _ in 0..1000 {
         sender.announce_ready(&["burst"]);
@@ -90,12 +95,7 @@ async fn a_burst_of_announcements_is_coalesced() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_listener_reconnects_after_its_connection_is_killed() {
     let schema = common::schema_name();
-    let sender = common::connect(&schema).await;
-    let receiver = common::connect(&schema).await;
-    let mut rx = receiver
-        .ready_announcements()
-        .expect("PostgreSQL announces");
-    listening(&mut rx).await;
+    let (sender, receiver, mut rx) = pair(&schema).await;
     sender.announce_ready(&["first"]);
     assert_eq!(before(&mut rx, "first").await, Vec::<String>::new());
 

@@ -1,0 +1,32 @@
+//! Helpers the engine's integration tests share.
+
+use serde_json::json;
+use std::time::Duration;
+use weft_engine::{Engine, StartRun};
+
+/// Polls `f` every 20 ms until it gives a value; fails naming `what` after `limit`.
+pub async fn until<T>(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Starts a run of `flow` with an empty input; its id.
+pub async fn start(e: &Engine, flow: &str) -> String {
+    e.run_start(StartRun {
+        flow: flow.into(),
+        input: json!({}),
+        ..Default::default()
+    })
+    .await
+    .expect("run starts")
+    .id
+}
