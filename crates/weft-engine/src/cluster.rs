@@ -80,8 +80,9 @@ pub(crate) async fn release_unstarted(inner: &Inner) {
     }
 }
 
-fn ms(d: Duration) -> Millis {
-    d.as_millis() as Millis
+/// A duration in the store's milliseconds (saturating: no setting comes near).
+pub(crate) fn ms(d: Duration) -> Millis {
+    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
 }
 
 /// Renews this worker's claims every third of the lease and stops attempts whose task is

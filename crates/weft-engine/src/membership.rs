@@ -20,7 +20,7 @@ pub const STALE_AFTER_LEASES: u32 = 3;
 
 /// How old a member's last beat may be for it to be listed.
 pub(crate) fn stale_after(cfg: &ClusterConfig) -> Millis {
-    (cfg.lease * STALE_AFTER_LEASES).as_millis() as Millis
+    crate::cluster::ms(cfg.lease * STALE_AFTER_LEASES)
 }
 
 /// The queues this process's workers serve, with their load, by name.

@@ -7,6 +7,7 @@
 //! pass is run twice in one interval, none is skipped for longer than the interval plus
 //! the leader fail-over).
 
+use crate::cluster::ms;
 use crate::config::Retention;
 use crate::engine::Inner;
 use std::sync::Arc;
@@ -22,10 +23,6 @@ const TICK: Duration = Duration::from_secs(1);
 
 /// After a failed pass, how long until the next try (unless the interval is shorter).
 const RETRY_AFTER: Duration = Duration::from_secs(60);
-
-fn ms(d: Duration) -> Millis {
-    Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
-}
 
 /// Runs retention passes until shutdown, when `EngineConfig::retention` is set.
 pub(crate) async fn duty(inner: Arc<Inner>) {

@@ -102,7 +102,7 @@ async fn claim(inner: &Arc<Inner>, queue: &Arc<Queue>, cluster: &ClusterConfig) 
     if want == 0 {
         return false;
     }
-    let lease_until = inner.now() + cluster.lease.as_millis() as i64;
+    let lease_until = inner.now() + crate::cluster::ms(cluster.lease);
     let began = std::time::Instant::now();
     match inner
         .store
