@@ -15,13 +15,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weft-target}"
 for tool in hey wrk curl python3; do
     command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$tool"; }
 done
-# BIN=path/to/weft measures that binary (an A/B of two builds) instead of building one.
-if [ -n "${BIN:-}" ]; then
-    weft="$BIN"
-else
-    cargo build --release --quiet -p weft-cli
-    weft="$CARGO_TARGET_DIR/release/weft"
-fi
+# shellcheck source=scripts/weft-bin.sh
+source scripts/weft-bin.sh
 data="$(mktemp -d)"
 WEFT_LOG=warn "$weft" up --data-dir "$data" --listen "127.0.0.1:$PORT" >"$data/weft.log" 2>&1 &
 pid=$!

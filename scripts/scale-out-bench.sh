@@ -34,13 +34,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weft-target}"
 for tool in psql curl python3; do
     command -v "$tool" >/dev/null || { echo "needs $tool" >&2; exit 1; }
 done
-# BIN=path/to/weft measures that binary (an A/B of two builds) instead of building one.
-if [ -n "${BIN:-}" ]; then
-    weft="$BIN"
-else
-    cargo build --release --quiet -p weft-cli
-    weft="$CARGO_TARGET_DIR/release/weft"
-fi
+# shellcheck source=scripts/weft-bin.sh
+source scripts/weft-bin.sh
 # Debian's psql is a perl wrapper costing ~65 ms of CPU per call: call the client itself,
 # so the polling below takes as little as possible from the processes measured.
 psql_bin=$(ls /usr/lib/postgresql/*/bin/psql 2>/dev/null | sort -V | tail -n1)
