@@ -109,6 +109,23 @@ fn through_proxy(port: u16) -> (SocketAddr, String) {
     (target, parsed.to_string())
 }
 
+/// Applies `pause` (a delay of `wait`, then a noop) through `gateway` and starts `n` runs
+/// of it; their ids. The delays keep the runs live across the outage that follows.
+async fn start_pauses(gateway: &common::Server, wait: &str, n: usize) -> Vec<String> {
+    apply_flow(
+        gateway,
+        &format!(
+            "name: pause\nnodes:\n  wait: {{type: delay, params: {{duration: {wait}}}}}\n  then: {{type: noop, needs: [wait]}}\n"
+        ),
+    )
+    .await;
+    let mut accepted = Vec::new();
+    for i in 0..n {
+        accepted.push(start_run(gateway, "pause", json!({"i": i})).await);
+    }
+    accepted
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_database_outage_makes_processes_unready_and_loses_no_accepted_run() {
     let probe = common::free_port();
@@ -124,15 +141,7 @@ async fn a_database_outage_makes_processes_unready_and_loses_no_accepted_run() {
         assert_eq!(ready_status(n).await, Some(StatusCode::OK), "{}", logs());
     }
 
-    apply_flow(
-        &gateway,
-        "name: pause\nnodes:\n  wait: {type: delay, params: {duration: 1s}}\n  then: {type: noop, needs: [wait]}\n",
-    )
-    .await;
-    let mut accepted = Vec::new();
-    for i in 0..20 {
-        accepted.push(start_run(&gateway, "pause", json!({"i": i})).await);
-    }
+    let accepted = start_pauses(&gateway, "1s", 20).await;
 
     proxy.cut();
     // The outage reaches the running loops: heartbeats and the leader's renewals fail.
@@ -331,15 +340,7 @@ async fn postgres_stopped_and_started_under_load_loses_no_accepted_run() {
     let fast = ["--lease", "2s", "--leader-ttl", "2s", "--poll", "50ms"];
     let gateway = cluster.start("gw", "gateway", &fast).await;
     let node = cluster.start("node", "orchestrator,worker", &fast).await;
-    apply_flow(
-        &gateway,
-        "name: pause\nnodes:\n  wait: {type: delay, params: {duration: 2s}}\n  then: {type: noop, needs: [wait]}\n",
-    )
-    .await;
-    let mut accepted = Vec::new();
-    for i in 0..30 {
-        accepted.push(start_run(&gateway, "pause", json!({"i": i})).await);
-    }
+    let accepted = start_pauses(&gateway, "2s", 30).await;
 
     let pg = tokio::task::spawn_blocking(move || {
         pg.server_stop("fast");
