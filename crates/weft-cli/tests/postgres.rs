@@ -10,9 +10,7 @@ use common::{Server, free_port, ok, text, weft};
 use serde_json::Value;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
-
-const URL_VAR: &str = "WEFT_TEST_DATABASE_URL";
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+use weft_store_postgres::testing::{DEFAULT_URL, URL_VAR, url};
 
 const HELLO: &str = r#"name: hello
 nodes:
@@ -25,8 +23,15 @@ nodes:
     needs: [greet]
 "#;
 
-fn url() -> String {
-    std::env::var(URL_VAR).unwrap_or_else(|_| DEFAULT_URL.to_string())
+/// The test server's URL with another login and database: `user` or `user:password`.
+fn url_as(login: &str, database: &str) -> String {
+    let cfg = tokio_postgres::Config::from_str(&url()).unwrap();
+    let host = match &cfg.get_hosts()[0] {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        other => panic!("{URL_VAR} must name a TCP host, not {other:?}"),
+    };
+    let port = cfg.get_ports().first().copied().unwrap_or(5432);
+    format!("postgres://{login}@{host}:{port}/{database}")
 }
 
 /// A connection to the test database, or a panic saying which one and how to change it.
@@ -250,13 +255,10 @@ async fn bad_urls_and_refusals_fail_at_once() {
     // The server answers and refuses (no such database): no point in retrying for 30 s.
     connect().await;
     let cfg = tokio_postgres::Config::from_str(&url()).unwrap();
-    let host = match &cfg.get_hosts()[0] {
-        tokio_postgres::config::Host::Tcp(h) => h.clone(),
-        other => panic!("{URL_VAR} must name a TCP host, not {other:?}"),
-    };
-    let port = cfg.get_ports().first().copied().unwrap_or(5432);
-    let user = cfg.get_user().unwrap_or("postgres");
-    let url = format!("postgres://{user}@{host}:{port}/weft_no_such_database");
+    let url = url_as(
+        cfg.get_user().unwrap_or("postgres"),
+        "weft_no_such_database",
+    );
     let args = ["migrate", "--database-url", &url, "--connect-wait", "30s"];
     fails_fast(&args, limit, "weft_no_such_database", "\u{0}").await;
 }
@@ -277,13 +279,10 @@ impl Role {
     /// The test database's URL with this role as the user.
     fn url(&self) -> String {
         let cfg = tokio_postgres::Config::from_str(&url()).unwrap();
-        let host = match &cfg.get_hosts()[0] {
-            tokio_postgres::config::Host::Tcp(h) => h.clone(),
-            other => panic!("{URL_VAR} must name a TCP host, not {other:?}"),
-        };
-        let port = cfg.get_ports().first().copied().unwrap_or(5432);
-        let db = cfg.get_dbname().unwrap_or("postgres");
-        format!("postgres://{}:hunter2@{host}:{port}/{db}", self.0)
+        url_as(
+            &format!("{}:hunter2", self.0),
+            cfg.get_dbname().unwrap_or("postgres"),
+        )
     }
 }
 
