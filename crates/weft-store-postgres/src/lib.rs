@@ -243,12 +243,7 @@ impl PostgresStore {
             .map_err(conv::db)?
             .ok_or_else(|| StoreError::NotFound(format!("flow {name} version {version}")))?;
         let text: String = conv::col(&row, 0)?;
-        let spec: FlowSpec = serde_json::from_str(&text)
-            .map_err(|e| StoreError::Corrupt(format!("flow {name}: {e}")))?;
-        let compiled = Arc::new(
-            weft_core::compile(&spec)
-                .map_err(|e| StoreError::Corrupt(format!("flow {name}: {e}")))?,
-        );
+        let compiled = compile_stored(name, &text)?;
         self.flows
             .lock()
             .insert((name.to_string(), version), compiled.clone());

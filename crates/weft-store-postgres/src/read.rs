@@ -7,14 +7,13 @@ use serde_json::Value;
 use std::sync::Arc;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
-use weft_core::{FlowSpec, RunState, TaskState};
+use weft_core::{RunState, TaskState};
 use weft_store::*;
 
 fn to_flow(r: &Row) -> StoreResult<FlowRecord> {
     let name: String = col(r, 0)?;
     let spec: String = col(r, 2)?;
-    let spec: FlowSpec = serde_json::from_str(&spec)
-        .map_err(|e| StoreError::Corrupt(format!("flow {name}: {e}")))?;
+    let spec = stored_spec(&name, &spec)?;
     Ok(FlowRecord {
         version: col::<i32>(r, 1)? as u32,
         created_at: col(r, 3)?,

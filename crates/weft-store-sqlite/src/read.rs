@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use weft_core::{FlowSpec, RunState, TaskState};
+use weft_core::{RunState, TaskState};
 use weft_store::*;
 
 /// Most read connections open at once; further reads wait for one to be free.
@@ -125,8 +125,7 @@ fn flow_row(r: &Row) -> rusqlite::Result<(String, u32, String, i64)> {
 fn to_flow(
     (name, version, spec, created_at): (String, u32, String, i64),
 ) -> StoreResult<FlowRecord> {
-    let spec: FlowSpec = serde_json::from_str(&spec)
-        .map_err(|e| StoreError::Corrupt(format!("flow {name}: {e}")))?;
+    let spec = stored_spec(&name, &spec)?;
     Ok(FlowRecord {
         name,
         version,

@@ -258,3 +258,18 @@ pub trait Store:
 
 /// A shared store handle.
 pub type DynStore = Arc<dyn Store>;
+
+/// A flow document as a driver stored it, read back; [`StoreError::Corrupt`] if it no
+/// longer parses.
+pub fn stored_spec(name: &str, text: &str) -> StoreResult<FlowSpec> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("flow {name}: {e}")))
+}
+
+/// A stored flow document, compiled; [`StoreError::Corrupt`] if it no longer parses or
+/// compiles (both drivers' flow caches are filled through this).
+pub fn compile_stored(name: &str, text: &str) -> StoreResult<Arc<weft_core::CompiledFlow>> {
+    let spec = stored_spec(name, text)?;
+    let compiled =
+        weft_core::compile(&spec).map_err(|e| StoreError::Corrupt(format!("flow {name}: {e}")))?;
+    Ok(Arc::new(compiled))
+}

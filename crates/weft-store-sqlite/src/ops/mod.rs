@@ -81,12 +81,7 @@ impl W {
             .prepare_cached("SELECT spec FROM flows WHERE name = ?1 AND version = ?2")
             .and_then(|mut s| s.query_row(params![name, version], |r| r.get(0))))
         .map_err(|_| StoreError::NotFound(format!("flow {name} version {version}")))?;
-        let spec: FlowSpec = serde_json::from_str(&text)
-            .map_err(|e| StoreError::Corrupt(format!("flow {name}: {e}")))?;
-        let compiled = Arc::new(
-            weft_core::compile(&spec)
-                .map_err(|e| StoreError::Corrupt(format!("flow {name}: {e}")))?,
-        );
+        let compiled = compile_stored(name, &text)?;
         self.flows
             .insert((name.to_string(), version), compiled.clone());
         Ok(compiled)
