@@ -74,18 +74,32 @@ fn parse_token(token: &str) -> Option<(&str, &str)> {
 }
 
 /// The least role a request needs: reads are for viewers (except keys); starting,
-/// cancelling, retrying and replaying (any `POST` under `/v1/runs` or `/v1/dlq`) for
-/// operators; everything else (flows, queues, deletes, anything under `/v1/keys`) for admins.
+/// cancelling, retrying and replaying (any `POST` under `/v1/runs` or `/v1/dlq` but the
+/// bulk discard) and pausing, resuming or triggering a schedule for operators; everything
+/// else (flows, queues, applying schedules, deletes and discards, anything under
+/// `/v1/keys`) for admins.
 pub(crate) fn required_role(method: &Method, path: &str) -> ApiRole {
     if under(path, "/v1/keys") {
         ApiRole::Admin
     } else if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         ApiRole::Viewer
-    } else if *method == Method::POST && (under(path, "/v1/runs") || under(path, "/v1/dlq")) {
+    } else if *method == Method::POST
+        && ((under(path, "/v1/runs") || under(path, "/v1/dlq")) && path != "/v1/dlq/discard"
+            || is_schedule_action(path))
+    {
         ApiRole::Operator
     } else {
         ApiRole::Admin
     }
+}
+
+/// `/v1/schedules/{name}/pause`, `/resume` or `/trigger`.
+fn is_schedule_action(path: &str) -> bool {
+    path.strip_prefix("/v1/schedules/")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(name, action)| {
+            !name.is_empty() && matches!(action, "pause" | "resume" | "trigger")
+        })
 }
 
 fn under(path: &str, prefix: &str) -> bool {
@@ -298,11 +312,25 @@ mod tests {
         assert_eq!(role(Method::POST, "/v1/runs"), ApiRole::Operator);
         assert_eq!(role(Method::POST, "/v1/runs/x/cancel"), ApiRole::Operator);
         assert_eq!(role(Method::POST, "/v1/dlq/r/n/replay"), ApiRole::Operator);
+        assert_eq!(role(Method::POST, "/v1/dlq/replay"), ApiRole::Operator);
+        assert_eq!(role(Method::POST, "/v1/dlq/discard"), ApiRole::Admin);
+        assert_eq!(role(Method::DELETE, "/v1/dlq/r/n"), ApiRole::Admin);
         assert_eq!(role(Method::POST, "/v1/flows"), ApiRole::Admin);
         assert_eq!(role(Method::PUT, "/v1/queues/q"), ApiRole::Admin);
         assert_eq!(role(Method::DELETE, "/v1/runs/x"), ApiRole::Admin);
         assert_eq!(role(Method::POST, "/v1/runsx"), ApiRole::Admin);
         assert_eq!(role(Method::GET, "/v1/keys"), ApiRole::Admin);
+        assert_eq!(role(Method::GET, "/v1/schedules/s"), ApiRole::Viewer);
+        assert_eq!(
+            role(Method::POST, "/v1/schedules/s/pause"),
+            ApiRole::Operator
+        );
+        assert_eq!(
+            role(Method::POST, "/v1/schedules/s/trigger"),
+            ApiRole::Operator
+        );
+        assert_eq!(role(Method::POST, "/v1/schedules"), ApiRole::Admin);
+        assert_eq!(role(Method::DELETE, "/v1/schedules/s"), ApiRole::Admin);
     }
 
     #[test]

@@ -115,6 +115,16 @@ impl From<EngineError> for ApiError {
                 )
                 .with_details(spec.issues)
             }
+            EngineError::ScheduleInvalid(spec) => {
+                let n = spec.issues.len();
+                let noun = if n == 1 { "problem" } else { "problems" };
+                Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "schedule_invalid",
+                    format!("the schedule document has {n} {noun}; see details"),
+                )
+                .with_details(spec.issues)
+            }
             EngineError::BadRequest(m) => Self::bad_request(m),
             e @ EngineError::NotFound(_) => Self::not_found(e.to_string()),
             EngineError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),

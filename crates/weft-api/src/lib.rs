@@ -11,8 +11,13 @@
 //! - `POST /v1/flows` (JSON or YAML document), `GET /v1/flows`, `GET /v1/flows/{name}?version=`
 //! - `POST /v1/runs`, `GET /v1/runs?flow=&state=&limit=&before=`, `GET /v1/runs/{id}`,
 //!   `POST /v1/runs/{id}/cancel`
-//! - `GET /v1/dlq?flow=&node=&limit=`, `POST /v1/dlq/{run_id}/{node}/replay`
+//! - `GET /v1/dlq?flow=&node=&error=&dead_after=&dead_before=&limit=&before=`,
+//!   `POST /v1/dlq/{run_id}/{node}/replay`, `POST /v1/dlq/replay`, `POST /v1/dlq/discard`
 //! - `GET /v1/queues`, `PUT /v1/queues/{name}`
+//! - `GET /v1/limits`, `PUT /v1/limits/{key}`, `DELETE /v1/limits/{key}`
+//! - `POST /v1/schedules` (JSON or YAML document), `GET /v1/schedules`,
+//!   `GET /v1/schedules/{name}?next=`, `DELETE /v1/schedules/{name}`,
+//!   `POST /v1/schedules/{name}/pause|resume|trigger`
 //! - `GET /ready`, `GET /metrics`, `GET /v1/cluster` (see `ops.rs`)
 //! - `GET /v1/keys`, `POST /v1/keys`, `DELETE /v1/keys/{id}` (admins; see `apikeys.rs`)
 //!
@@ -47,7 +52,7 @@ use axum::http::{Method, StatusCode, Uri};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use error::ApiError;
-use handlers::{batch, dlq, flows, queues, runs, workers};
+use handlers::{batch, breakers, dlq, flows, key_limits, queues, runs, schedules, workers};
 use serde_json::{Value, json};
 use tower_http::trace::TraceLayer;
 use weft_engine::{CatalogEntry, Engine};
@@ -115,8 +120,10 @@ pub fn router(engine: Engine, opts: ApiOptions) -> Router {
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/v1/runs/{id}/retry", post(runs::retry))
         .route("/v1/runs/{id}/tasks", get(runs::tasks))
+        .route("/v1/runs/{id}/explain", get(runs::explain))
         .route("/v1/dlq", get(dlq::list))
         .route("/v1/dlq/replay", post(dlq::replay_many))
+        .route("/v1/dlq/discard", post(dlq::discard_many))
         .route(
             "/v1/dlq/{run_id}/{node}",
             get(dlq::show).delete(dlq::discard),
@@ -126,7 +133,21 @@ pub fn router(engine: Engine, opts: ApiOptions) -> Router {
         .route("/v1/queues/{name}", put(queues::set))
         .route("/v1/queues/{name}/pause", post(queues::pause))
         .route("/v1/queues/{name}/resume", post(queues::resume))
+        .route("/v1/limits", get(key_limits::list))
+        .route(
+            "/v1/limits/{key}",
+            put(key_limits::set).delete(key_limits::clear),
+        )
         .route("/v1/workers", get(workers::list))
+        .route("/v1/schedules", post(schedules::apply).get(schedules::list))
+        .route(
+            "/v1/schedules/{name}",
+            get(schedules::get).delete(schedules::delete),
+        )
+        .route("/v1/schedules/{name}/pause", post(schedules::pause))
+        .route("/v1/schedules/{name}/resume", post(schedules::resume))
+        .route("/v1/schedules/{name}/trigger", post(schedules::trigger))
+        .route("/v1/breakers", get(breakers::list))
         .route("/v1/openapi.json", get(openapi::spec))
         .route("/v1/events", get(events::sse))
         .route("/v1/events/ws", get(events::ws))
@@ -140,11 +161,36 @@ pub fn router(engine: Engine, opts: ApiOptions) -> Router {
         .with_state(engine)
 }
 
-/// `GET /health`: the process is alive.
+/// `GET /health`: the process is alive. Once its workers have circuit breakers, `details`
+/// counts them by state and names the targets whose breaker is not closed (this process's
+/// breakers only; `GET /v1/breakers` has the full list).
 #[utoipa::path(get, path = "/health", tag = "ops",
     responses((status = 200, body = openapi::HealthDoc)))]
-async fn health() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+async fn health(axum::extract::State(engine): axum::extract::State<Engine>) -> Json<Value> {
+    use weft_engine::nodes::breaker::CircuitState;
+    let breakers: Vec<_> = engine
+        .breakers()
+        .into_iter()
+        .filter(|b| b.failure_threshold > 0)
+        .collect();
+    if breakers.is_empty() {
+        return Json(json!({ "status": "ok" }));
+    }
+    let count = |s: CircuitState| breakers.iter().filter(|b| b.state == s).count();
+    let not_closed: Vec<Value> = breakers
+        .iter()
+        .filter(|b| b.state != CircuitState::Closed)
+        .map(|b| json!({"target": b.target, "state": b.state, "next_probe_at": b.next_probe_at}))
+        .collect();
+    Json(json!({
+        "status": "ok",
+        "details": {"breakers": {
+            "closed": count(CircuitState::Closed),
+            "half_open": count(CircuitState::HalfOpen),
+            "open": count(CircuitState::Open),
+            "not_closed": not_closed,
+        }},
+    }))
 }
 
 #[derive(serde::Serialize)]

@@ -66,6 +66,15 @@ pub(crate) fn render(engine: &Engine, http_inflight: usize) -> String {
             .set(q.oldest_ready_age_ms as f64 / 1000.0);
     }
     metrics::gauge!("weft_attempts_inflight").set(engine.inflight() as f64);
+    // Also set on every transition; set here too so an open breaker whose time is up reads
+    // half-open even before its next call.
+    for b in engine
+        .breakers()
+        .into_iter()
+        .filter(|b| b.failure_threshold > 0)
+    {
+        metrics::gauge!("weft_circuit_state", "target" => b.target).set(b.state.gauge());
+    }
     metrics::gauge!("weft_http_requests_inflight").set(http_inflight as f64);
     handle.run_upkeep();
     handle.render()

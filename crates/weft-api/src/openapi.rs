@@ -13,7 +13,7 @@
 
 #![allow(dead_code)] // The `*Doc` mirrors exist only for their schemas.
 
-use crate::handlers::{batch, diff, dlq, flows, queues, runs, workers};
+use crate::handlers::{batch, diff, dlq, flows, queues, runs, schedules, workers};
 use axum::Json;
 use serde_json::Value;
 use utoipa::{OpenApi, ToSchema};
@@ -25,18 +25,21 @@ use utoipa::{OpenApi, ToSchema};
     paths(
         crate::health, crate::catalog, spec,
         flows::apply, flows::list, flows::get, flows::versions, flows::version, flows::diff, flows::delete,
-        runs::start, runs::list, runs::get, runs::cancel, runs::retry, runs::tasks,
+        runs::start, runs::list, runs::get, runs::cancel, runs::retry, runs::tasks, runs::explain,
         batch::start, batch::cancel,
-        dlq::list, dlq::show, dlq::discard, dlq::replay, dlq::replay_many,
+        dlq::list, dlq::show, dlq::discard, dlq::replay, dlq::replay_many, dlq::discard_many,
         queues::list, queues::set, queues::pause, queues::resume,
-        workers::list,
+        crate::handlers::key_limits::list, crate::handlers::key_limits::set, crate::handlers::key_limits::clear,
+        workers::list, crate::handlers::breakers::list,
+        schedules::apply, schedules::list, schedules::get, schedules::delete,
+        schedules::pause, schedules::resume, schedules::trigger,
         crate::events::sse, crate::events::ws,
         crate::ops::ready, crate::ops::prometheus, crate::ops::cluster,
         crate::apikeys::list, crate::apikeys::create, crate::apikeys::revoke,
     ),
     components(schemas(SseEventDoc, ErrorBody, ErrorObject, BatchItemError, IssueDoc, diff::FieldChange, diff::NodeChange)),
     modifiers(&CommonErrors),
-    tags((name = "flows"), (name = "runs"), (name = "dlq"), (name = "queues"), (name = "workers"), (name = "ops"), (name = "events"))
+    tags((name = "flows"), (name = "runs"), (name = "dlq"), (name = "queues"), (name = "schedules"), (name = "workers"), (name = "ops"), (name = "events"))
 )]
 pub(crate) struct ApiDoc;
 
@@ -185,6 +188,38 @@ pub(crate) struct FlowDoc {
     created_at: i64,
 }
 
+/// Why a run is where it is (`weft run explain`).
+#[derive(ToSchema)]
+pub(crate) struct ExplanationDoc {
+    run_id: String,
+    flow: String,
+    #[schema(example = "running")]
+    state: String,
+    /// False when the run cannot move on by itself right now (a timer, an operator or a
+    /// limit holds it); true while an attempt runs or a task is ready with a free slot.
+    progressing: bool,
+    /// One sentence over the whole run.
+    summary: String,
+    /// One entry per node that holds the run up, in flow order.
+    reasons: Vec<ReasonDoc>,
+}
+
+/// Why one node holds its run up.
+#[derive(ToSchema)]
+pub(crate) struct ReasonDoc {
+    node: String,
+    #[schema(example = "pending")]
+    task_state: String,
+    /// `scheduled_start`, `delay`, `backoff`, `deferred`, `queue_paused`, `no_worker`,
+    /// `concurrency_key`, `rate_limit`, `waiting_for_slot`, `running`, `child_run` or `dead`.
+    #[schema(example = "queue_paused")]
+    code: String,
+    /// The reason in plain words.
+    message: String,
+    /// Until when (ms since the epoch), for a reason that ends by itself.
+    until: Option<i64>,
+}
+
 /// A started run.
 #[derive(ToSchema)]
 pub(crate) struct RunCreatedDoc {
@@ -248,6 +283,20 @@ pub(crate) struct TaskDoc {
     finished_at: Option<i64>,
     /// For a running attempt: when it started.
     started_at: Option<i64>,
+    /// Present when the task waits without using an attempt (its target's circuit breaker
+    /// was open); cleared by its next attempt result.
+    deferred: Option<DeferralDoc>,
+}
+
+/// Why and until when a task was deferred.
+#[derive(ToSchema)]
+pub(crate) struct DeferralDoc {
+    /// e.g. `circuit open for host api.example.com:443`.
+    reason: String,
+    /// When the task becomes ready again (ms since the epoch).
+    until: i64,
+    /// Deferrals over the task's life.
+    count: u32,
 }
 
 /// One finished attempt.
@@ -327,4 +376,8 @@ pub(crate) struct CatalogEntryDoc {
 pub(crate) struct HealthDoc {
     #[schema(example = "ok")]
     status: String,
+    /// Once this process has circuit breakers: `{"breakers": {closed, half_open, open,
+    /// not_closed: [{target, state, next_probe_at}]}}`.
+    #[schema(value_type = Option<Object>)]
+    details: Option<Value>,
 }

@@ -5,10 +5,14 @@
 
 #[path = "api/batch.rs"]
 mod batch;
+#[path = "api/breakers.rs"]
+mod breakers;
 #[path = "api/dlq.rs"]
 mod dlq;
 #[path = "api/flows.rs"]
 mod flows;
+#[path = "api/key_limits.rs"]
+mod key_limits;
 #[path = "api/manage.rs"]
 mod manage;
 #[path = "api/openapi.rs"]
@@ -17,6 +21,8 @@ mod openapi;
 mod queues;
 #[path = "api/runs.rs"]
 mod runs;
+#[path = "api/schedules.rs"]
+mod schedules;
 
 use axum::Router;
 use axum::body::Body;

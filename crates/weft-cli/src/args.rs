@@ -9,8 +9,12 @@ use std::time::Duration;
 use weft_store_sqlite::Durability;
 
 mod client;
+mod limit;
+mod schedule;
 
 pub use client::*;
+pub use limit::LimitCmd;
+pub use schedule::ScheduleCmd;
 
 /// Server URL client commands use when neither `--url` nor `WEFT_URL` is given.
 pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
@@ -44,10 +48,19 @@ pub enum Command {
     /// Read and change queues on a server.
     #[command(subcommand)]
     Queue(QueueCmd),
+    /// Read and change per-key concurrency limits on a server.
+    #[command(subcommand)]
+    Limit(LimitCmd),
+    /// Apply, read, pause, resume, trigger and delete cron schedules on a server.
+    #[command(subcommand)]
+    Schedule(ScheduleCmd),
     /// List the node types a flow may use.
     Nodes(NodesArgs),
     /// List the worker processes with their queues and load.
     Workers(NodesArgs),
+    /// List the circuit breakers (state, failures, next probe) and adaptive timeouts of the
+    /// targets the answering process has called; each process has its own.
+    Breakers(NodesArgs),
     /// Print the server's OpenAPI document (JSON).
     Openapi(NodesArgs),
     /// Create or migrate the database and print its schema version.

@@ -11,6 +11,7 @@ use tokio::sync::broadcast::error::RecvError;
 use weft_engine::{Engine, Event, StartRun};
 
 mod book;
+mod schedules;
 mod setup;
 
 pub use setup::BenchArgs;
@@ -28,6 +29,8 @@ pub enum Workload {
     Fanout,
     /// N runs parked on a 1-hour delay: memory, and read latency while they wait.
     Inflight,
+    /// N schedules (default 10000) firing every second: fire-lag percentiles.
+    Schedules,
 }
 
 /// Runs the chosen workload and prints its JSON line; the store is removed afterwards,
@@ -40,6 +43,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Workload::Chain => chain(&bench.engine, &args).await,
         Workload::Fanout => fanout(&bench.engine, &args).await,
         Workload::Inflight => inflight(&bench.engine, &args).await,
+        Workload::Schedules => schedules::schedules(&bench.engine, &args).await,
     };
     let labels = bench.labels();
     let cleaned = bench.finish().await;
@@ -71,13 +75,29 @@ fn round3(x: f64) -> f64 {
 }
 
 async fn enqueue(engine: &Engine, flow: &str, n: usize) -> anyhow::Result<Vec<String>> {
+    enqueue_keyed(engine, flow, n, 0).await
+}
+
+/// Enqueues `n` runs; with `keys` > 0 run `i` gets input `{"k": i % keys}`.
+async fn enqueue_keyed(
+    engine: &Engine,
+    flow: &str,
+    n: usize,
+    keys: usize,
+) -> anyhow::Result<Vec<String>> {
     let mut ids = Vec::with_capacity(n);
     let mut left = n;
     while left > 0 {
         let chunk = left.min(5000);
-        let reqs = (0..chunk)
-            .map(|_| StartRun {
+        let first = n - left;
+        let reqs = (first..first + chunk)
+            .map(|i| StartRun {
                 flow: flow.into(),
+                input: if keys > 0 {
+                    json!({ "k": i % keys })
+                } else {
+                    Value::Null
+                },
                 ..Default::default()
             })
             .collect();
@@ -113,25 +133,50 @@ async fn wait_finished(
 }
 
 async fn drain(engine: &Engine, args: &BenchArgs) -> anyhow::Result<Value> {
-    engine
-        .flow_apply("name: bench-noop\nnodes:\n  work: {type: noop}\n")
-        .await?;
+    engine.flow_apply(&drain_flow(args)?).await?;
     engine
         .queue_set("default", Some(args.concurrency), Some(true))
         .await?;
     let t0 = Instant::now();
-    enqueue(engine, "bench-noop", args.n).await?;
+    enqueue_keyed(engine, "bench-noop", args.n, args.keys).await?;
     let enqueue_s = t0.elapsed().as_secs_f64();
     let mut events = engine.subscribe();
     let t1 = Instant::now();
     engine.queue_set("default", None, Some(false)).await?;
     let failed = wait_finished(&mut events, args.n).await?;
     let drain_s = t1.elapsed().as_secs_f64();
-    Ok(json!({
+    let mut line = json!({
         "workload": "drain", "n": args.n, "concurrency": args.concurrency,
         "tasks_per_s": round(args.n as f64 / drain_s), "drain_s": round(drain_s),
         "enqueue_per_s": round(args.n as f64 / enqueue_s), "failed": failed,
-    }))
+    });
+    if args.keys > 0 {
+        line["keys"] = json!(args.keys);
+        line["key_limit"] = json!(args.key_limit);
+        line["key_rate"] = json!(args.key_rate);
+    }
+    Ok(line)
+}
+
+/// The drain workload's one-node flow: with `--keys`, its node has a per-key concurrency
+/// limit (and, with `--key-rate`, a per-key rate limit).
+fn drain_flow(args: &BenchArgs) -> anyhow::Result<String> {
+    let mut flow = "name: bench-noop\nnodes:\n  work:\n    type: noop\n".to_string();
+    if args.keys > 0 {
+        flow += &format!(
+            "    concurrency: {{key: 'k:{{{{ input.k }}}}', limit: {}}}\n",
+            args.key_limit
+        );
+    }
+    if let Some(rate) = &args.key_rate {
+        let (limit, per) = rate
+            .split_once('/')
+            .context("--key-rate must look like LIMIT/INTERVAL, e.g. 1000/1s")?;
+        flow += &format!(
+            "    rate_limit: {{limit: {limit}, per: {per}, key: 'k:{{{{ input.k }}}}'}}\n"
+        );
+    }
+    Ok(flow)
 }
 
 async fn latency(engine: &Engine, args: &BenchArgs) -> anyhow::Result<Value> {

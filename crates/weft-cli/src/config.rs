@@ -14,12 +14,14 @@ use weft_engine::EngineConfig;
 use weft_store_sqlite::Durability;
 
 mod cluster;
+mod email;
 mod env;
 mod store;
 #[cfg(test)]
 mod tests;
 
 pub use cluster::{ClusterSettings, Roles, split_list};
+pub use email::EmailSettings;
 pub use store::{DatabaseUrl, PostgresConfig};
 
 /// Where the database lives when nothing says otherwise.
@@ -84,6 +86,8 @@ pub struct Config {
     pub cluster: ClusterSettings,
     /// How long finished runs are kept.
     pub retention: RetentionConfig,
+    /// The `email` node's default SMTP server.
+    pub email: EmailSettings,
 }
 
 /// History retention: finished runs older than `days` are removed every `every` (by the
@@ -238,6 +242,7 @@ impl Default for Config {
             node_id: None,
             cluster: ClusterSettings::default(),
             retention: RetentionConfig::default(),
+            email: EmailSettings::default(),
         }
     }
 }
@@ -401,6 +406,7 @@ impl Config {
         problems.extend(self.postgres.problems());
         problems.extend(self.cluster.problems());
         problems.extend(self.retention.problems());
+        problems.extend(self.email.problems());
         if let Some(id) = &self.node_id
             && (id.is_empty() || id.len() > 128 || id.chars().any(char::is_control))
         {
@@ -467,6 +473,7 @@ impl Config {
             // One process owning its store, on either driver.
             cluster: None,
             retention: self.retention.engine(),
+            email: self.email.engine(),
             ..EngineConfig::default()
         }
     }

@@ -53,7 +53,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
             flow: applied.name,
             version: Some(applied.version),
             input,
-            idempotency_key: None,
+            ..StartRun::default()
         })
         .await
         .context("cannot start the run")?;

@@ -79,8 +79,11 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Flow(cmd) => commands::flow(cmd).await,
         Command::Dlq(cmd) => commands::dlq(cmd).await,
         Command::Queue(cmd) => commands::queue(cmd).await,
+        Command::Limit(cmd) => commands::limit(cmd).await,
+        Command::Schedule(cmd) => commands::schedule(cmd).await,
         Command::Nodes(args) => commands::nodes(args).await,
         Command::Workers(args) => commands::workers(args).await,
+        Command::Breakers(args) => commands::breakers(args).await,
         Command::Openapi(args) => commands::openapi(args).await,
         Command::Bench(args) => bench::run(args).await,
     }

@@ -528,17 +528,58 @@ async fn dlq_queues_workers_and_openapi_from_the_cli() {
     assert!(text(&o).1.contains("error (not_found)"));
 
     let out = ok(&weft(&[
-        "dlq", "replay", "--flow", "broken", "-o", "json", "--url", url,
+        "dlq",
+        "list",
+        "--error",
+        "ON PURPOSE",
+        "--since",
+        "1h",
+        "--url",
+        url,
     ])
     .await);
-    let replayed = json(&out)["replayed"].as_array().unwrap().len();
-    assert_eq!(replayed, 2, "the two dead tasks left: {out}");
+    assert!(out.contains(&ids[1]) && out.contains(&ids[2]), "{out}");
+    let o = weft(&["dlq", "list", "--since", "yesterday", "--url", url]).await;
+    assert_eq!(o.status.code(), Some(1), "a bad time is refused");
+    let (_, err) = text(&o);
+    assert!(
+        err.contains("\"yesterday\" is neither an RFC 3339 time"),
+        "{err}"
+    );
+
+    let o = weft(&[
+        "dlq", "replay", "--flow", "broken", "-o", "json", "--url", url,
+    ])
+    .await;
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    let summary = json(&out);
+    assert_eq!(summary["replayed"], 2, "the two dead tasks left: {out}");
+    assert_eq!(summary["matched"], 2, "{out}");
+    assert!(err.contains("replayed 2 of 2 matched, 0 failed"), "{err}");
     let o = weft(&["dlq", "replay", &ids[0], "boom", "--url", url]).await;
     assert_eq!(
         o.status.code(),
         Some(1),
         "a discarded task is not replayable"
     );
+
+    // A delayed run waits queued, and explain says until when.
+    let o = weft(&[
+        "run", "start", "broken", "--delay", "1h", "-o", "json", "--url", url,
+    ])
+    .await;
+    let later = json(&text(&o).0)["id"].as_str().unwrap().to_string();
+    let out = ok(&weft(&["run", "explain", &later, "--url", url]).await);
+    assert!(
+        out.contains("waiting for the run's scheduled start at"),
+        "{out}"
+    );
+    let x = json(&ok(&weft(&[
+        "run", "explain", &later, "-o", "json", "--url", url,
+    ])
+    .await));
+    assert_eq!(x["reasons"][0]["code"], "scheduled_start", "{x}");
 
     let out = ok(&weft(&["queue", "pause", "default", "-o", "json", "--url", url]).await);
     assert_eq!(json(&out)["paused"], true);
@@ -664,4 +705,32 @@ async fn api_keys_are_managed_on_the_data_dir_and_enforced_by_a_running_server()
     // Probes stay open.
     let r = reqwest::get(format!("{url}/ready")).await.unwrap();
     assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn breakers_lists_an_open_breaker() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start(&tmp.path().join("data"), &[]).await;
+    let url = server.url.as_str();
+    // A port nobody listens on: connection refused, which opens a breaker at threshold 1.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let flow = format!(
+        "name: guarded\nnodes:\n  call:\n    type: http\n    params: {{url: \"http://{target}/\"}}\n    \
+         circuit_breaker: {{failure_threshold: 1, reset_timeout: 1h, max_reset_timeout: 1h}}\n"
+    );
+    let file = write(tmp.path(), "guarded.yaml", &flow);
+    ok(&weft(&["flow", "apply", &file, "--url", url]).await);
+    weft(&["run", "start", "guarded", "--wait", "--url", url]).await;
+
+    let out = ok(&weft(&["breakers", "--url", url]).await);
+    assert!(
+        out.contains("NEXT PROBE") && out.contains(&target) && out.contains("open"),
+        "{out}"
+    );
+    let b = json(&ok(&weft(&["breakers", "-o", "json", "--url", url]).await));
+    assert_eq!(b["breakers"][0]["target"], target.as_str(), "{b}");
+    assert_eq!(b["breakers"][0]["state"], "open", "{b}");
+    assert_eq!(b["breakers"][0]["failures_in_window"], 0, "{b}");
 }

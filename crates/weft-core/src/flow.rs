@@ -60,6 +60,14 @@ pub struct CompiledNode {
     pub delay: Option<Duration>,
     /// For `branch`: which successors belong to each path.
     pub branch: Option<BranchPaths>,
+    /// Per-key concurrency limit.
+    pub concurrency: Option<crate::limits::KeyLimit>,
+    /// Rate limit on starts.
+    pub rate_limit: Option<crate::limits::RateLimit>,
+    /// Circuit breaker on the node's target (`http`, `email`).
+    pub breaker: Option<crate::resilience::BreakerPolicy>,
+    /// Adaptive timeout on calls to the node's target (`http`, `email`).
+    pub adaptive_timeout: Option<crate::resilience::AdaptiveTimeout>,
 }
 
 /// The successors of a `branch` node split by path.

@@ -5,8 +5,11 @@
 pub mod duration;
 pub mod error;
 pub mod flow;
+pub mod limits;
 pub mod nodes;
+pub mod resilience;
 pub mod retry;
+pub mod schedule;
 pub mod spec;
 pub mod state;
 pub mod template;

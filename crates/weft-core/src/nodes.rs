@@ -24,6 +24,8 @@ pub enum NodeKind {
     Branch,
     /// Makes an HTTP request.
     Http,
+    /// Sends an email over SMTP.
+    Email,
     /// Fails on purpose, to exercise retries and the dead-letter queue.
     Fail,
     /// Starts a child run of another flow and waits for it durably.
@@ -39,6 +41,7 @@ impl NodeKind {
         NodeKind::Transform,
         NodeKind::Branch,
         NodeKind::Http,
+        NodeKind::Email,
         NodeKind::Fail,
         NodeKind::Subflow,
     ];
@@ -52,6 +55,7 @@ impl NodeKind {
             NodeKind::Transform => "transform",
             NodeKind::Branch => "branch",
             NodeKind::Http => "http",
+            NodeKind::Email => "email",
             NodeKind::Fail => "fail",
             NodeKind::Subflow => "subflow",
         }
@@ -79,6 +83,9 @@ impl NodeKind {
             NodeKind::Http => {
                 "Makes an HTTP request over a shared keep-alive pool; output is status, headers and body."
             }
+            NodeKind::Email => {
+                "Sends an email over SMTP (STARTTLS, TLS or plain) through a pooled connection; subject and body are templates."
+            }
             NodeKind::Fail => {
                 "Fails on purpose (optionally only the first `times` attempts), for testing retries and the DLQ."
             }
@@ -97,6 +104,7 @@ impl NodeKind {
             NodeKind::Transform => schemars::schema_for!(TransformParams),
             NodeKind::Branch => schemars::schema_for!(BranchParams),
             NodeKind::Http => schemars::schema_for!(HttpParams),
+            NodeKind::Email => schemars::schema_for!(EmailParams),
             NodeKind::Fail => schemars::schema_for!(FailParams),
             NodeKind::Subflow => schemars::schema_for!(SubflowParams),
         };
@@ -214,6 +222,241 @@ fn default_method() -> String {
     "GET".into()
 }
 
+/// How an `email` node's SMTP connection is secured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Connect in plain text, then upgrade with STARTTLS; a server that does not offer it
+    /// is an error (default; port 587).
+    #[default]
+    Starttls,
+    /// TLS from the first byte, "SMTPS" (port 465).
+    Tls,
+    /// No encryption (port 25); only for relays on a trusted network.
+    None,
+}
+
+/// The values `tls` accepts, in the order the docs list them.
+pub const SMTP_TLS_MODES: &[&str] = &["starttls", "tls", "none"];
+
+impl SmtpTls {
+    /// The name used in flows and the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmtpTls::Starttls => "starttls",
+            SmtpTls::Tls => "tls",
+            SmtpTls::None => "none",
+        }
+    }
+
+    /// Parses a name from [`SMTP_TLS_MODES`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "starttls" => Some(SmtpTls::Starttls),
+            "tls" => Some(SmtpTls::Tls),
+            "none" => Some(SmtpTls::None),
+            _ => None,
+        }
+    }
+
+    /// The port used when none is given: 587, 465 or 25.
+    pub fn default_port(self) -> u16 {
+        match self {
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+            SmtpTls::None => 25,
+        }
+    }
+}
+
+/// One address or a list of them, e.g. `a@example.com` or `["Ann <a@example.com>", ...]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged, expecting = "an email address or a list of email addresses")]
+pub enum Addresses {
+    /// A single address.
+    One(String),
+    /// Several addresses.
+    Many(Vec<String>),
+}
+
+impl Addresses {
+    /// The addresses, in order.
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            Addresses::One(a) => std::slice::from_ref(a),
+            Addresses::Many(v) => v,
+        }
+    }
+}
+
+/// SMTP server settings an `email` node gives itself instead of (or on top of) the
+/// process-wide `[email]` settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpParams {
+    /// Server host name. When set, nothing else is inherited from the process-wide
+    /// settings: port and tls take their own defaults, and no credentials are sent unless
+    /// `username` and `password_env` are given here.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Server port, 1 to 65535 (default: 587 for `starttls`, 465 for `tls`, 25 for `none`).
+    #[serde(default)]
+    pub port: Option<u32>,
+    /// `starttls` (default), `tls` or `none`.
+    #[serde(default)]
+    pub tls: Option<SmtpTls>,
+    /// User name for SMTP AUTH; needs `password_env`.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Name of the environment variable, on the workers, that holds the password. A flow
+    /// never contains the password itself.
+    #[serde(default)]
+    pub password_env: Option<String>,
+}
+
+/// Parameters of `email`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmailParams {
+    /// Recipient(s): `a@example.com`, `Ann <a@example.com>`, or a list; templates.
+    pub to: Addresses,
+    /// Carbon-copy recipient(s).
+    #[serde(default)]
+    pub cc: Option<Addresses>,
+    /// Blind-copy recipient(s): in the envelope, not in the headers.
+    #[serde(default)]
+    pub bcc: Option<Addresses>,
+    /// Reply-To address(es).
+    #[serde(default)]
+    pub reply_to: Option<Addresses>,
+    /// Sender (default: the process-wide `[email] from`).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Subject; a template.
+    pub subject: String,
+    /// Plain-text body; a template. At least one of `body` and `html` is required; both
+    /// make a multipart/alternative message.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// HTML body; a template.
+    #[serde(default)]
+    pub html: Option<String>,
+    /// SMTP server settings (default: the process-wide `[email]` settings).
+    #[serde(default)]
+    pub smtp: Option<SmtpParams>,
+}
+
+/// Checks an email address as a `From`/`To` header would need it: `a@example.com` or
+/// `Name <a@example.com>`.
+pub fn check_mailbox(text: &str) -> Result<(), String> {
+    text.parse::<lettre::message::Mailbox>()
+        .map(|_| ())
+        .map_err(|e| {
+            format!("{text:?} is not a valid email address ({e}); expected `name@example.com` or `Name <name@example.com>`")
+        })
+}
+
+impl EmailParams {
+    /// Problems that can be seen before templates are rendered, each as (field path under
+    /// `params`, message). Fields holding templates are checked when the node runs.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut address = |field: String, text: &str| {
+            if !crate::template::is_template(text)
+                && let Err(e) = check_mailbox(text)
+            {
+                out.push((field, e));
+            }
+        };
+        for (field, list) in [
+            ("to", Some(&self.to)),
+            ("cc", self.cc.as_ref()),
+            ("bcc", self.bcc.as_ref()),
+            ("reply_to", self.reply_to.as_ref()),
+        ] {
+            match list {
+                Some(Addresses::One(a)) => address(field.to_string(), a),
+                Some(Addresses::Many(v)) => {
+                    for (i, a) in v.iter().enumerate() {
+                        address(format!("{field}[{i}]"), a);
+                    }
+                }
+                None => {}
+            }
+        }
+        if let Some(from) = &self.from {
+            address("from".to_string(), from);
+        }
+        if self.to.as_slice().is_empty() {
+            out.push(("to".into(), "needs at least one recipient".into()));
+        }
+        if self.body.is_none() && self.html.is_none() {
+            out.push((
+                "body".into(),
+                "an email needs `body` (plain text), `html`, or both".into(),
+            ));
+        }
+        if let Some(smtp) = &self.smtp {
+            out.extend(
+                smtp.problems()
+                    .into_iter()
+                    .map(|(f, m)| (format!("smtp.{f}"), m)),
+            );
+        }
+        out
+    }
+}
+
+impl SmtpParams {
+    /// Problems with these settings, each as (field, message).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(h) = &self.host
+            && (h.trim().is_empty() || h.chars().any(|c| c.is_whitespace() || c == '/'))
+        {
+            out.push((
+                "host".into(),
+                format!(
+                    "{h:?} is not a host name; expected e.g. `smtp.example.com` or an IP address"
+                ),
+            ));
+        }
+        if let Some(p) = self.port
+            && !(1..=65535).contains(&p)
+        {
+            out.push(("port".into(), format!("{p} is not a port; use 1 to 65535")));
+        }
+        if let Some(name) = &self.password_env
+            && !is_env_var_name(name)
+        {
+            out.push((
+                "password_env".into(),
+                format!("{name:?} is not an environment variable name; use letters, digits and `_` (the variable holds the password, which never goes in a flow)"),
+            ));
+        }
+        match (&self.username, &self.password_env) {
+            (Some(_), None) => out.push((
+                "password_env".into(),
+                "`username` needs `password_env`, the environment variable holding the password"
+                    .into(),
+            )),
+            (None, Some(_)) => {
+                out.push(("username".into(), "`password_env` needs `username`".into()))
+            }
+            _ => {}
+        }
+        out
+    }
+}
+
+/// True if `name` can be an environment variable name: letters, digits and `_`, not
+/// starting with a digit.
+pub fn is_env_var_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 /// Parameters of `fail`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -308,6 +551,78 @@ mod tests {
             StatusRange::parse("abc")
                 .unwrap_err()
                 .contains("class (5xx)")
+        );
+    }
+
+    fn email_issues(params: &str) -> Vec<crate::error::Issue> {
+        let doc = format!("name: f\nnodes:\n  m: {{type: email, params: {{{params}}}}}\n");
+        let spec = crate::spec::parse_flow(&doc).expect("parses");
+        match crate::validate::compile(&spec) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.issues,
+        }
+    }
+
+    fn has(issues: &[crate::error::Issue], path: &str, needle: &str) -> bool {
+        issues
+            .iter()
+            .any(|i| i.path == path && i.message.contains(needle))
+    }
+
+    #[test]
+    fn a_valid_email_node_compiles_and_templated_addresses_wait_for_run_time() {
+        let i = email_issues(
+            "to: ['{{ input.email }}', 'Ops <ops@example.com>'], from: 'Shop <shop@example.com>', subject: 'Hi {{ input.name }}', html: '<p>hi</p>', smtp: {host: smtp.example.com, port: 2525, tls: tls, username: u, password_env: SMTP_PASSWORD}",
+        );
+        assert!(i.is_empty(), "{i:?}");
+    }
+
+    #[test]
+    fn email_validation_names_the_field() {
+        let i = email_issues("to: 'bob@', subject: s, body: b");
+        assert!(
+            has(&i, "nodes.m.params.to", "not a valid email address"),
+            "{i:?}"
+        );
+        let i = email_issues("to: [a@example.com, nope], cc: 'x y', subject: s, body: b");
+        assert!(has(&i, "nodes.m.params.to[1]", "\"nope\""), "{i:?}");
+        assert!(
+            has(&i, "nodes.m.params.cc", "not a valid email address"),
+            "{i:?}"
+        );
+        let i = email_issues("to: a@example.com, subject: s");
+        assert!(has(&i, "nodes.m.params.body", "`html`"), "{i:?}");
+        let i = email_issues("to: a@example.com, subject: s, body: b, smtp: {tls: ssl}");
+        assert!(
+            has(
+                &i,
+                "nodes.m.params.smtp.tls",
+                "expected one of `starttls`, `tls`, `none`"
+            ),
+            "{i:?}"
+        );
+        let i = email_issues("to: a@example.com, subject: s, body: b, smtp: {port: 0}");
+        assert!(has(&i, "nodes.m.params.smtp.port", "1 to 65535"), "{i:?}");
+        let i = email_issues(
+            "to: a@example.com, subject: s, body: b, smtp: {username: u, password_env: 'bad-name'}",
+        );
+        assert!(
+            has(
+                &i,
+                "nodes.m.params.smtp.password_env",
+                "not an environment variable name"
+            ),
+            "{i:?}"
+        );
+        let i = email_issues("to: a@example.com, subject: s, body: b, password: x");
+        assert!(
+            has(&i, "nodes.m.params.password", "unknown field `password`"),
+            "{i:?}"
+        );
+        let i = email_issues("to: 5, subject: s, body: b");
+        assert!(
+            has(&i, "nodes.m.params.to", "an email address or a list"),
+            "{i:?}"
         );
     }
 

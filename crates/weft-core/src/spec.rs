@@ -4,6 +4,7 @@
 //! error paths (`nodes.charge.retry.max_attempts`) and unknown fields are rejected in both.
 
 use crate::error::{Issue, SpecError};
+pub use crate::limits::{ConcurrencySpec, RateLimitSpec};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -40,6 +41,12 @@ pub struct NodeDefaults {
     /// Priority inside the queue; higher runs first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
+    /// Per-key concurrency limit (see [`crate::limits`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<ConcurrencySpec>,
+    /// Rate limit on starts (see [`crate::limits`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSpec>,
 }
 
 impl NodeDefaults {
@@ -76,6 +83,20 @@ pub struct NodeSpec {
     /// Priority inside the queue (overrides the flow default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<i32>,
+    /// Per-key concurrency limit (overrides the flow default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<ConcurrencySpec>,
+    /// Rate limit on starts (overrides the flow default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSpec>,
+    /// Circuit breaker on the node's target, for `http` and `email` (see
+    /// [`crate::resilience`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<crate::resilience::BreakerSpec>,
+    /// Timeout derived from the target's observed latency, for `http` and `email` (see
+    /// [`crate::resilience`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive_timeout: Option<crate::resilience::AdaptiveTimeoutSpec>,
 }
 
 /// Retry settings as written; any field left out takes the default in [`crate::retry`].

@@ -146,6 +146,21 @@ impl Validator {
         p
     }
 
+    /// A node's limit: its own, else the flow default's (reported once, at `defaults`).
+    fn limit<S, T>(
+        &mut self,
+        path: &str,
+        own: &Option<S>,
+        default: &Option<S>,
+        compile: impl Fn(&str, &S, &mut Vec<Issue>) -> Option<T>,
+    ) -> Option<T> {
+        match (own, default) {
+            (Some(s), _) => compile(path, s, &mut self.issues),
+            (None, Some(s)) => compile("defaults", s, &mut Vec::new()),
+            (None, None) => None,
+        }
+    }
+
     fn compile(&mut self, spec: &FlowSpec) -> CompiledFlow {
         if !is_valid_name(&spec.name) {
             self.push(
@@ -178,6 +193,12 @@ impl Validator {
         let base_timeout = self
             .duration("defaults.timeout", &d.timeout)
             .unwrap_or(DEFAULT_NODE_TIMEOUT);
+        if let Some(c) = &d.concurrency {
+            crate::limits::compile_concurrency("defaults.concurrency", c, &mut self.issues);
+        }
+        if let Some(r) = &d.rate_limit {
+            crate::limits::compile_rate("defaults.rate_limit", r, &mut self.issues);
+        }
         let base_queue = d.queue.clone().unwrap_or_else(|| DEFAULT_QUEUE.to_string());
         if !is_valid_name(&base_queue) {
             self.push(
@@ -268,7 +289,36 @@ impl Validator {
                 priority: n.priority.or(d.priority).unwrap_or(0),
                 delay: None,
                 branch: None,
+                concurrency: self.limit(&path, &n.concurrency, &d.concurrency, |p, c, i| {
+                    crate::limits::compile_concurrency(&format!("{p}.concurrency"), c, i)
+                }),
+                rate_limit: self.limit(&path, &n.rate_limit, &d.rate_limit, |p, r, i| {
+                    crate::limits::compile_rate(&format!("{p}.rate_limit"), r, i)
+                }),
+                breaker: n.circuit_breaker.as_ref().and_then(|b| {
+                    let bpath = format!("{path}.circuit_breaker");
+                    crate::resilience::compile_breaker(&bpath, b, &mut self.issues)
+                }),
+                adaptive_timeout: n.adaptive_timeout.as_ref().and_then(|a| {
+                    let apath = format!("{path}.adaptive_timeout");
+                    crate::resilience::compile_adaptive(&apath, a, timeout, &mut self.issues)
+                }),
             };
+            let remote = matches!(kind.as_str(), "http" | "email");
+            for (field, set) in [
+                ("circuit_breaker", n.circuit_breaker.is_some()),
+                ("adaptive_timeout", n.adaptive_timeout.is_some()),
+            ] {
+                if set && known_kind.is_some() && !remote {
+                    self.push(
+                        format!("{path}.{field}"),
+                        format!(
+                            "applies only to nodes that call a target (http, email), not {}",
+                            kind.as_str()
+                        ),
+                    );
+                }
+            }
             // An unknown type's params cannot be checked; its type error says enough.
             if known_kind.is_some() {
                 self.check_params(&path, spec, &mut node, &index);
@@ -376,6 +426,13 @@ impl Validator {
                         if let Err(e) = StatusRange::parse(s) {
                             self.push(format!("{ppath}.fail_on[{i}]"), e);
                         }
+                    }
+                }
+            }
+            NodeKind::Email => {
+                if let Some(p) = self.params::<nodes::EmailParams>(&ppath, raw) {
+                    for (field, msg) in p.problems() {
+                        self.push(format!("{ppath}.{field}"), msg);
                     }
                 }
             }

@@ -22,6 +22,9 @@ pub struct EngineConfig {
     pub http_connect_timeout: Duration,
     /// Idle keep-alive connections kept per host.
     pub http_pool_idle_per_host: usize,
+    /// The `email` node's default SMTP server and pooling (default: no server, so each
+    /// email node must name one).
+    pub email: crate::nodes::EmailConfig,
     /// Live events kept for resumption. Default [`DEFAULT_EVENT_BUFFER`] (100,000).
     pub event_buffer: usize,
     /// Live events a subscriber may leave unread before it is dropped as a slow consumer.
@@ -38,6 +41,10 @@ pub struct EngineConfig {
     /// Removes finished runs older than this, as a periodic duty (the leader's, in a
     /// cluster). `None` (the default) keeps history for ever.
     pub retention: Option<Retention>,
+    /// Time between two sweeper passes (the leader's, in a cluster): runs whose counters
+    /// disagree with their tasks are recounted, orphaned child runs cancelled, and subflow
+    /// tasks whose child run is gone resumed. See [`DEFAULT_SWEEP_EVERY`].
+    pub sweep_every: Duration,
 }
 
 /// How long finished runs are kept, and how often older ones are removed.
@@ -59,6 +66,9 @@ impl Retention {
         }
     }
 }
+
+/// Time between two sweeper passes, by default.
+pub const DEFAULT_SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// Time between two retention passes, by default.
 pub const DEFAULT_RETENTION_EVERY: Duration = Duration::from_secs(3600);
@@ -124,11 +134,13 @@ impl Default for EngineConfig {
             run_workers: true,
             http_connect_timeout: Duration::from_secs(10),
             http_pool_idle_per_host: 32,
+            email: Default::default(),
             event_buffer: DEFAULT_EVENT_BUFFER,
             event_subscriber_lag: DEFAULT_SUBSCRIBER_LAG,
             completion_lanes: DEFAULT_COMPLETION_LANES,
             cluster: None,
             retention: None,
+            sweep_every: DEFAULT_SWEEP_EVERY,
         }
     }
 }

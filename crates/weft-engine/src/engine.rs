@@ -3,7 +3,7 @@
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::events::{self, Event, EventFilter, EventLog, Subscription};
-use crate::nodes::HttpClient;
+use crate::nodes::{EmailClient, HttpClient};
 use crate::queue::{Queue, QueueStats};
 use crate::{timer, worker};
 use parking_lot::{Mutex, RwLock};
@@ -29,6 +29,10 @@ pub(crate) struct Inner {
     pub config: EngineConfig,
     pub clock: Arc<dyn Clock>,
     pub http: HttpClient,
+    /// The `email` node's SMTP connection pools.
+    pub email: EmailClient,
+    /// Circuit breakers and latencies of the targets this process's workers call.
+    pub breakers: Arc<crate::nodes::breaker::Breakers>,
     flows: RwLock<HashMap<(String, u32), Arc<CompiledFlow>>>,
     /// Latest version per flow name, with when it was learned (see [`LATEST_TTL_MS`]).
     latest: RwLock<HashMap<String, (u32, Millis)>>,
@@ -54,6 +58,12 @@ pub(crate) struct Inner {
     pub is_leader: AtomicBool,
     /// The leader loop, awaited by shutdown (see `cluster::stopped`).
     pub leader_loop: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Per-key concurrency and rate limits (see `limits`).
+    pub limits: crate::limits::Limits,
+    /// Wakes the schedule duty after a schedule changed (see `schedules`).
+    pub schedule_wake: Notify,
+    /// Each schedule fire pass's committed ticks (see `Engine::schedules_fired`).
+    pub schedule_fired: broadcast::Sender<Arc<crate::schedules::SchedulesFired>>,
 }
 
 /// A handle to a running engine. Cheap to clone.
@@ -84,6 +94,27 @@ pub struct StartRun {
     pub input: Value,
     /// Idempotency key.
     pub idempotency_key: Option<String>,
+    /// When the run may start (a delayed run); `None` or a past time: at once.
+    pub start: Option<RunStart>,
+}
+
+/// When a delayed run may start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStart {
+    /// At this time.
+    At(Millis),
+    /// This long after it is accepted.
+    After(Duration),
+}
+
+impl RunStart {
+    /// The start time, for a run accepted at `now`.
+    pub fn time(self, now: Millis) -> Millis {
+        match self {
+            RunStart::At(t) => t,
+            RunStart::After(d) => now.saturating_add(d.as_millis().min(i64::MAX as u128) as Millis),
+        }
+    }
 }
 
 /// A run with per-node state, as shown to users.
@@ -176,6 +207,7 @@ impl Inner {
             .read()
             .values()
             .flat_map(|q| q.drain())
+            .chain(self.limits.drain())
             .collect()
     }
 
@@ -204,6 +236,7 @@ impl Inner {
             for q in self.queues.read().values() {
                 q.remove_runs(&runs);
             }
+            self.limits.remove_runs(self, &runs);
             for ((run, _), (_, token)) in self.inflight.lock().iter() {
                 if runs.contains(&**run) {
                     token.cancel();
@@ -236,6 +269,7 @@ impl Inner {
         }
         for f in fx.finished {
             crate::health::run_finished(&f);
+            self.limits.forget_run(&f.id);
             let _ = self.events.send(Event::RunFinished {
                 run_id: f.id,
                 flow: f.flow,
@@ -259,6 +293,7 @@ impl Inner {
             weft_core::compile(&rec.spec)
                 .map_err(|e| EngineError::Internal(format!("stored flow {name}: {e}")))?,
         );
+        self.limits.note_flow(&compiled);
         self.flows
             .write()
             .insert((name.to_string(), version), compiled.clone());
@@ -327,6 +362,7 @@ impl Inner {
             idempotency_key: key,
             parent,
             created_at: self.now(),
+            start_at: None,
         }
     }
 }
@@ -336,6 +372,8 @@ pub const LATEST_TTL_MS: Millis = 1000;
 
 /// Largest accepted run input, in bytes of JSON.
 pub const MAX_INPUT_BYTES: usize = 1024 * 1024;
+/// Furthest ahead a run may be scheduled to start.
+pub const MAX_START_DELAY_MS: Millis = 366 * 86_400_000;
 /// Longest accepted idempotency key.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 
@@ -359,6 +397,8 @@ impl Engine {
         let config_node_id = config.cluster.as_ref().map(|c| c.node_id.clone());
         let inner = Arc::new(Inner {
             http: HttpClient::new(config.http_connect_timeout, config.http_pool_idle_per_host),
+            email: EmailClient::new(config.email.clone()),
+            breakers: Default::default(),
             store,
             config,
             clock,
@@ -378,6 +418,9 @@ impl Engine {
             started_at,
             is_leader: AtomicBool::new(false),
             leader_loop: Mutex::new(None),
+            limits: crate::limits::Limits::new(),
+            schedule_wake: Notify::new(),
+            schedule_fired: broadcast::channel(1024).0,
         });
         for q in inner.store.queue_list().await? {
             inner
@@ -387,6 +430,7 @@ impl Engine {
         for (name, &limit) in &inner.config.queues {
             inner.queue(name).configure(Some(limit), None);
         }
+        crate::limits::load(&inner).await?;
         if inner.config.cluster.is_none() {
             // Sole owner of the store: what a previous process left ready or running is
             // this process's to run. (In a cluster, claims and the leader's reaper do it.)
@@ -401,6 +445,8 @@ impl Engine {
         if inner.config.cluster.as_ref().is_none_or(|c| c.orchestrator) {
             tokio::spawn(timer::run(inner.clone()));
             tokio::spawn(crate::retention::duty(inner.clone()));
+            tokio::spawn(crate::sweeper::duty(inner.clone()));
+            tokio::spawn(crate::schedules::duty(inner.clone()));
         }
         for lane in completion_lanes {
             tokio::spawn(worker::completer(inner.clone(), lane));
@@ -444,7 +490,7 @@ impl Engine {
         Ok(self.inner.store.flow_list().await?)
     }
 
-    fn check_start(req: &StartRun) -> Result<(), EngineError> {
+    fn check_start(req: &StartRun, now: Millis) -> Result<(), EngineError> {
         let size = serde_json::to_vec(&req.input).map(|v| v.len()).unwrap_or(0);
         if size > MAX_INPUT_BYTES {
             return Err(EngineError::BadRequest(format!(
@@ -456,6 +502,15 @@ impl Engine {
         {
             return Err(EngineError::BadRequest(format!(
                 "idempotency key must be 1 to {MAX_IDEMPOTENCY_KEY} characters"
+            )));
+        }
+        if let Some(at) = req.start.map(|s| s.time(now))
+            && at > now + MAX_START_DELAY_MS
+        {
+            return Err(EngineError::BadRequest(format!(
+                "start time {} is more than {} days ahead",
+                weft_core::time::rfc3339(at),
+                MAX_START_DELAY_MS / 86_400_000
             )));
         }
         Ok(())
@@ -482,7 +537,7 @@ impl Engine {
         let mut positions = Vec::new();
         let mut resolved: HashMap<(String, Option<u32>), (Arc<CompiledFlow>, u32)> = HashMap::new();
         for (i, req) in reqs.into_iter().enumerate() {
-            if let Err(e) = Self::check_start(&req) {
+            if let Err(e) = Self::check_start(&req, self.inner.now()) {
                 results.push(Some(Err(e)));
                 continue;
             }
@@ -499,13 +554,15 @@ impl Engine {
             };
             match flow {
                 Ok((flow, version)) => {
-                    new_runs.push(self.inner.new_run(
-                        flow,
-                        version,
-                        req.input,
-                        req.idempotency_key,
-                        None,
-                    ));
+                    let mut run =
+                        self.inner
+                            .new_run(flow, version, req.input, req.idempotency_key, None);
+                    run.start_at = req.start.map(|s| s.time(run.created_at));
+                    if let Err(e) = self.inner.limits.note_run(&run) {
+                        results.push(Some(Err(EngineError::BadRequest(e))));
+                        continue;
+                    }
+                    new_runs.push(run);
                     positions.push(i);
                     results.push(None);
                 }
@@ -514,12 +571,16 @@ impl Engine {
         }
         if !new_runs.is_empty() {
             let flows: Vec<Arc<str>> = new_runs.iter().map(|r| r.flow.name().into()).collect();
+            let ids: Vec<String> = new_runs.iter().map(|r| r.id.clone()).collect();
             let began = std::time::Instant::now();
             let (created, fx) = self.inner.store.run_create(new_runs).await?;
             crate::health::store_op("run_create", began);
             crate::health::runs_started(&flows, &created);
             self.inner.apply(fx);
-            for (pos, c) in positions.into_iter().zip(created) {
+            for ((pos, c), id) in positions.into_iter().zip(created).zip(ids) {
+                if !c.created {
+                    self.inner.limits.forget_run(&id);
+                }
                 results[pos] = Some(Ok(c));
             }
         }

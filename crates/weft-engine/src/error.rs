@@ -9,6 +9,9 @@ pub enum EngineError {
     /// The flow document is invalid; every problem is listed.
     #[error(transparent)]
     Invalid(#[from] SpecError),
+    /// The schedule document is invalid; every problem is listed, each naming its field.
+    #[error("invalid schedule: {}", .0.issues.iter().map(|i| i.to_string()).collect::<Vec<_>>().join("; "))]
+    ScheduleInvalid(SpecError),
     /// The request itself is wrong (bad input JSON, unknown state name...).
     #[error("{0}")]
     BadRequest(String),

@@ -48,6 +48,13 @@ impl Engine {
     pub fn started_at(&self) -> i64 {
         self.inner.started_at
     }
+
+    /// The circuit breakers and latency figures of every target this process's workers
+    /// have called, by target. Each process has its own: in a cluster this is one worker's
+    /// view.
+    pub fn breakers(&self) -> Vec<crate::nodes::breaker::BreakerInfo> {
+        self.inner.breakers.list(self.inner.now())
+    }
 }
 
 /// Records how long a store operation took.
@@ -82,6 +89,7 @@ pub(crate) fn attempts_recorded(results: &[TaskResult]) {
             Outcome::Succeeded(_) => "succeeded",
             Outcome::Failed { .. } => "failed",
             Outcome::StartChild(_) => "suspended",
+            Outcome::Deferred { .. } => "deferred",
         };
         let queue = r.task.queue.to_string();
         metrics::counter!("weft_task_attempts_total", "queue" => queue.clone(), "outcome" => outcome)
@@ -130,14 +138,27 @@ pub(crate) fn leader(is_leader: bool) {
     metrics::gauge!("weft_cluster_leader").set(if is_leader { 1.0 } else { 0.0 });
 }
 
+/// One repair the sweeper made, by kind (`counters`, `orphan`, `lost_child`).
+pub(crate) fn swept(kind: &'static str) {
+    metrics::counter!("weft_sweeper_repairs_total", "kind" => kind).increment(1);
+}
+
+/// A sweeper pass finished (for an alert on a stalled duty).
+pub(crate) fn sweep_passed() {
+    metrics::gauge!("weft_sweeper_last_pass_timestamp_seconds").set(unix_now());
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
 /// What a retention pass removed, and when it last succeeded (for an alert on a stalled duty).
 pub(crate) fn pruned(p: &weft_store::Pruned) {
     metrics::counter!("weft_retention_runs_removed_total").increment(p.runs);
     metrics::counter!("weft_retention_partitions_dropped_total")
         .increment(p.partitions.len() as u64);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default();
-    metrics::gauge!("weft_retention_last_pass_timestamp_seconds").set(now);
+    metrics::gauge!("weft_retention_last_pass_timestamp_seconds").set(unix_now());
 }

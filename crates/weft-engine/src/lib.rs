@@ -9,22 +9,29 @@ mod config;
 mod engine;
 mod error;
 pub mod events;
+mod explain;
 mod health;
+mod limits;
 mod manage;
 mod membership;
 pub mod nodes;
 mod queue;
 mod retention;
+mod schedules;
+mod sweeper;
 mod timer;
 mod worker;
 
 pub use config::{
     ClusterConfig, DEFAULT_CONCURRENCY, DEFAULT_EVENT_BUFFER, DEFAULT_LEADER_TTL, DEFAULT_LEASE,
-    DEFAULT_RETENTION_EVERY, DEFAULT_SHUTDOWN_GRACE, DEFAULT_SUBSCRIBER_LAG, EngineConfig,
-    Retention,
+    DEFAULT_RETENTION_EVERY, DEFAULT_SHUTDOWN_GRACE, DEFAULT_SUBSCRIBER_LAG, DEFAULT_SWEEP_EVERY,
+    EngineConfig, Retention,
 };
-pub use engine::{CatalogEntry, Engine, FlowApplied, RunView, StartRun, TaskView};
+pub use engine::{CatalogEntry, Engine, FlowApplied, RunStart, RunView, StartRun, TaskView};
 pub use error::EngineError;
 pub use events::{Event, EventFilter, EventLog, LiveEvent, Subscription};
+pub use explain::{Explanation, Reason};
+pub use limits::{KeyUsage, LimitWait, TaskRef};
 pub use manage::{BatchItem, QueueServed, WorkerInfo};
 pub use queue::QueueStats;
+pub use schedules::{FIRE_BATCH, ScheduleView, SchedulesFired};

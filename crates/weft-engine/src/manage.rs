@@ -6,10 +6,21 @@
 
 use crate::engine::Engine;
 use crate::error::EngineError;
+use futures::{StreamExt, stream};
 use serde::Serialize;
 use weft_core::time::Millis;
 use weft_core::{RunState, TaskState};
-use weft_store::{DeadTask, DlqFilter, FlowRecord};
+use weft_store::{DeadTask, DlqCursor, DlqFilter, FlowRecord};
+
+/// How many items of a bulk action run at once.
+pub const BULK_PARALLEL: usize = 16;
+
+/// What a bulk dead-letter call does to each task.
+#[derive(Clone, Copy)]
+enum Dlq {
+    Replay,
+    Discard,
+}
 
 /// One item of a batch: its own success or error, in request order.
 pub type BatchItem<T> = Result<T, EngineError>;
@@ -134,25 +145,50 @@ impl Engine {
         Ok(self.inner.store.dlq_discard(run_id, node).await?)
     }
 
-    /// Replays many dead tasks; each gets its own result, in order.
+    /// Replays many dead tasks; each gets its own result, in order. Up to
+    /// [`BULK_PARALLEL`] run at once, so the store can commit them together.
     pub async fn dlq_replay_many(&self, items: &[(String, String)]) -> Vec<BatchItem<()>> {
-        let mut out = Vec::with_capacity(items.len());
-        for (run, node) in items {
-            out.push(self.dlq_replay(run, node).await);
-        }
-        out
+        self.each_dead(items, Dlq::Replay).await
     }
 
-    /// The dead tasks a replay by filter would take: at most `limit` matching `flow`/`node`.
-    pub async fn dlq_select(
+    /// Discards many dead tasks; each gets its own result, in order.
+    pub async fn dlq_discard_many(&self, items: &[(String, String)]) -> Vec<BatchItem<()>> {
+        self.each_dead(items, Dlq::Discard).await
+    }
+
+    async fn each_dead(&self, items: &[(String, String)], action: Dlq) -> Vec<BatchItem<()>> {
+        let calls = items.iter().cloned().map(|(run, node)| {
+            let engine = self.clone();
+            async move {
+                match action {
+                    Dlq::Replay => engine.dlq_replay(&run, &node).await,
+                    Dlq::Discard => engine.dlq_discard(&run, &node).await,
+                }
+            }
+        });
+        stream::iter(calls).buffered(BULK_PARALLEL).collect().await
+    }
+
+    /// One page of the dead tasks matching `filter`, and the cursor of the page after it
+    /// (`None` when this page is the last).
+    pub async fn dlq_page(
         &self,
-        flow: Option<String>,
-        node: Option<String>,
-        limit: u32,
-    ) -> Result<Vec<(String, String)>, EngineError> {
-        let filter = DlqFilter { flow, node, limit };
-        let dead = self.inner.store.dlq_list(&filter).await?;
-        Ok(dead.into_iter().map(|d| (d.run_id, d.node)).collect())
+        filter: &DlqFilter,
+    ) -> Result<(Vec<DeadTask>, Option<DlqCursor>), EngineError> {
+        let dead = self.inner.store.dlq_list(filter).await?;
+        // The store's reading of the limit: 0 means 50, at most 1000.
+        let cap = match filter.limit {
+            0 => 50,
+            l => l.min(1000),
+        };
+        let full = dead.len() as u32 >= cap;
+        let next = dead.last().filter(|_| full).map(DlqCursor::after);
+        Ok((dead, next))
+    }
+
+    /// How many dead tasks match `filter` (its cursor and limit aside).
+    pub async fn dlq_count(&self, filter: &DlqFilter) -> Result<u64, EngineError> {
+        Ok(self.inner.store.dlq_count(filter).await?)
     }
 
     /// Whether this process holds the cluster's leader lease (always false outside a

@@ -129,6 +129,10 @@ async fn attempt(
     started_at: i64,
     token: CancellationToken,
 ) {
+    // Parked on a concurrency key or rate limit: it comes back through its queue.
+    let Some(held) = crate::limits::admit(&inner, &queue, &task).await else {
+        return;
+    };
     let outcome = guarded(execute(&inner, &task, &token))
         .await
         .unwrap_or_else(|error| {
@@ -139,6 +143,7 @@ async fn attempt(
             })
         });
     queue.release();
+    held.release(&inner, &task);
     inner
         .inflight
         .lock()
@@ -297,6 +302,10 @@ async fn execute(
         if node.kind == NodeKind::Subflow {
             return start_child(inner, task, params).await;
         }
+        // Only nodes with a breaker or an adaptive timeout pay for finding their target.
+        let target = (node.breaker.is_some() || node.adaptive_timeout.is_some())
+            .then(|| nodes::target(node.kind, &params, &inner.email))
+            .flatten();
         let input = NodeInput {
             run_id: &task.run_id,
             node: &task.node,
@@ -304,7 +313,11 @@ async fn execute(
             params,
             context: &context,
         };
-        nodes::run(node.kind, input, &inner.http).await
+        let call = nodes::run(node.kind, input, &inner.http, &inner.email);
+        match target {
+            Some(t) => nodes::guard::call(&inner.breakers, &*inner.clock, node, &t, call).await,
+            None => call.await,
+        }
     };
     tokio::select! {
         biased;
@@ -374,7 +387,10 @@ async fn start_child(inner: &Arc<Inner>, task: &ReadyTask, params: Value) -> Out
                 task.run_id, task.node, task.attempt
             ));
             let parent = Some((task.run_id.to_string(), task.node.to_string()));
-            Outcome::StartChild(Box::new(inner.new_run(flow, version, p.input, key, parent)))
+            let run = inner.new_run(flow, version, p.input, key, parent);
+            // A key that does not render is rendered again (and falls back) at dispatch.
+            let _ = inner.limits.note_run(&run);
+            Outcome::StartChild(Box::new(run))
         }
         Err(e) => Outcome::Failed {
             error: format!("cannot start subflow: {e}"),

@@ -93,6 +93,7 @@ async fn old_runs(store: &DynStore, yaml: &str, at: Millis, n: usize) -> Vec<Str
                 idempotency_key: None,
                 parent: None,
                 created_at: at,
+                start_at: None,
             }
         })
         .collect();

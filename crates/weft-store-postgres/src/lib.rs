@@ -20,6 +20,7 @@
 //! processes hear of new ready tasks through LISTEN/NOTIFY (see `notify`).
 
 mod conv;
+mod limits;
 mod migrate;
 mod notify;
 mod partition;
@@ -284,6 +285,16 @@ impl RunStore for PostgresStore {
     async fn run_cancel(&self, id: &str) -> StoreResult<Effects> {
         write::run_cancel(self, id).await
     }
+    async fn run_inconsistencies(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<(Vec<Inconsistency>, Option<String>)> {
+        read::run_inconsistencies(&self.client().await?, after, limit).await
+    }
+    async fn run_recount(&self, run_id: &str) -> StoreResult<Effects> {
+        write::run_recount(self, run_id).await
+    }
     async fn run_prune(&self, cutoff: Millis) -> StoreResult<Pruned> {
         self.drop_partitions_older_than(cutoff).await
     }
@@ -375,6 +386,9 @@ impl DlqStore for PostgresStore {
     async fn dlq_list(&self, filter: &DlqFilter) -> StoreResult<Vec<DeadTask>> {
         read::dlq_list(&self.client().await?, filter).await
     }
+    async fn dlq_count(&self, filter: &DlqFilter) -> StoreResult<u64> {
+        read::dlq_count(&self.client().await?, filter).await
+    }
     async fn dlq_replay(&self, run_id: &str, node: &str) -> StoreResult<Effects> {
         write::dlq_replay(self, run_id, node).await
     }
@@ -403,6 +417,52 @@ impl ApiKeyStore for PostgresStore {
     }
     async fn apikey_revoke(&self, id: &str, at: Millis) -> StoreResult<ApiKeyRecord> {
         write::apikey_revoke(&self.client().await?, id, at).await
+    }
+}
+
+#[async_trait]
+impl ScheduleStore for PostgresStore {
+    async fn schedule_put(
+        &self,
+        spec: &weft_core::schedule::ScheduleSpec,
+        now: Millis,
+    ) -> StoreResult<(ScheduleRecord, bool)> {
+        write::schedules::schedule_put(self, spec, now).await
+    }
+    async fn schedule_get(&self, name: &str) -> StoreResult<Option<ScheduleRecord>> {
+        write::schedules::schedule_get(&self.client().await?, name).await
+    }
+    async fn schedule_list(&self) -> StoreResult<Vec<ScheduleRecord>> {
+        write::schedules::schedule_list(&self.client().await?).await
+    }
+    async fn schedule_delete(&self, name: &str) -> StoreResult<()> {
+        write::schedules::schedule_delete(self, name).await
+    }
+    async fn schedule_set_paused(
+        &self,
+        name: &str,
+        paused: bool,
+        now: Millis,
+    ) -> StoreResult<ScheduleRecord> {
+        write::schedules::schedule_set_paused(self, name, paused, now).await
+    }
+    async fn schedule_fire_due(
+        &self,
+        now: Millis,
+        limit: u32,
+    ) -> StoreResult<(Vec<FiredTick>, Effects)> {
+        write::schedules::schedule_fire_due(self, now, limit).await
+    }
+    async fn schedule_trigger(
+        &self,
+        name: &str,
+        now: Millis,
+        key: String,
+    ) -> StoreResult<(FiredTick, Effects)> {
+        write::schedules::schedule_trigger(self, name, now, key).await
+    }
+    async fn schedule_next_due(&self) -> StoreResult<Option<Millis>> {
+        write::schedules::schedule_next_due(&self.client().await?).await
     }
 }
 

@@ -15,6 +15,18 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("migrations/0001_init.sql")),
     (2, "claims", include_str!("migrations/0002_claims.sql")),
     (3, "members", include_str!("migrations/0003_members.sql")),
+    (
+        4,
+        "schedules",
+        include_str!("migrations/0004_schedules.sql"),
+    ),
+    (5, "deferred", include_str!("migrations/0005_deferred.sql")),
+    (
+        6,
+        "key_limits",
+        include_str!("migrations/0006_key_limits.sql"),
+    ),
+    (7, "sweep", include_str!("migrations/0007_sweep.sql")),
 ];
 
 /// The schema version this build writes.

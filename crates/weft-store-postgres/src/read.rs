@@ -117,6 +117,14 @@ fn to_task(r: &Row) -> StoreResult<TaskRecord> {
         attempts: attempts(col(r, 7)?)?,
         child_run: col(r, 8)?,
         finished_at: col(r, 9)?,
+        deferred: match (col::<Option<String>>(r, 10)?, col::<Option<i64>>(r, 11)?) {
+            (Some(reason), Some(until)) if !state.is_terminal() => Some(Deferral {
+                reason,
+                until,
+                count: col::<i32>(r, 12)? as u32,
+            }),
+            _ => None,
+        },
     })
 }
 
@@ -124,7 +132,8 @@ pub(crate) async fn run_get(c: &Client, id: &str) -> StoreResult<Option<RunDetai
     let ms = run_ms(id);
     // Both statements go out together (tokio-postgres pipelines them): one round trip.
     let run_sql = format!("SELECT {RUN_COLS} FROM runs WHERE id = $1 AND id_ms = $2");
-    let task_sql = "SELECT node, state, attempt, queue, scheduled_at, output, error, attempts::text, child_run, finished_at
+    let task_sql = "SELECT node, state, attempt, queue, scheduled_at, output, error, attempts::text, child_run, finished_at,
+                           deferred_reason, deferred_until, deferrals
                     FROM tasks WHERE run_id = $1 AND run_ms = $2 ORDER BY idx";
     let (run_stmt, task_stmt) =
         tokio::try_join!(c.prepare_cached(&run_sql), c.prepare_cached(task_sql)).map_err(db)?;
@@ -206,16 +215,74 @@ pub(crate) async fn task_inputs(
     Ok((input, outputs))
 }
 
+/// The dead-letter filter as SQL over `tasks t JOIN runs r`, parameters $1-$8 (see
+/// [`DlqParams`]).
+const DLQ_WHERE: &str =
+    "t.state = 'dead' AND ($1::text IS NULL OR r.flow = $1) AND ($2::text IS NULL OR t.node = $2)
+     AND ($3::text IS NULL OR strpos(lower(coalesce(t.error, '')), lower($3)) > 0)
+     AND ($4::bigint IS NULL OR t.finished_at >= $4) AND ($5::bigint IS NULL OR t.finished_at < $5)
+     AND ($6::bigint IS NULL OR (t.finished_at, t.run_id, t.node) < ($6, $7::text, $8::text))";
+
+/// The values of the dead-letter filter's parameters, in order.
+struct DlqParams<'a> {
+    f: &'a DlqFilter,
+    at: Option<i64>,
+    run: Option<&'a str>,
+    node: Option<&'a str>,
+}
+
+impl<'a> DlqParams<'a> {
+    fn new(f: &'a DlqFilter) -> Self {
+        let after = f.after.as_ref();
+        Self {
+            f,
+            at: after.map(|a| a.dead_at),
+            run: after.map(|a| a.run_id.as_str()),
+            node: after.map(|a| a.node.as_str()),
+        }
+    }
+
+    fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.f.flow,
+            &self.f.node,
+            &self.f.error_contains,
+            &self.f.dead_after,
+            &self.f.dead_before,
+            &self.at,
+            &self.run,
+            &self.node,
+        ]
+    }
+}
+
+pub(crate) async fn dlq_count(c: &Client, f: &DlqFilter) -> StoreResult<u64> {
+    let f = DlqFilter {
+        after: None,
+        ..f.clone()
+    };
+    let sql = format!(
+        "SELECT count(*) FROM tasks t JOIN runs r ON r.id = t.run_id AND r.id_ms = t.run_ms WHERE {DLQ_WHERE}"
+    );
+    let found = row(c, &sql, &DlqParams::new(&f).refs()).await?;
+    let n: i64 = match found {
+        Some(r) => col(&r, 0)?,
+        None => 0,
+    };
+    Ok(n.max(0) as u64)
+}
+
 pub(crate) async fn dlq_list(c: &Client, f: &DlqFilter) -> StoreResult<Vec<DeadTask>> {
-    let found = rows(
-        c,
+    let sql = format!(
         "SELECT t.run_id, r.flow, t.node, t.error, t.attempts::text, t.finished_at
          FROM tasks t JOIN runs r ON r.id = t.run_id AND r.id_ms = t.run_ms
-         WHERE t.state = 'dead' AND ($1::text IS NULL OR r.flow = $1) AND ($2::text IS NULL OR t.node = $2)
-         ORDER BY t.finished_at DESC, t.run_id DESC LIMIT $3",
-        &[&f.flow, &f.node, &limit(f.limit)],
-    )
-    .await?;
+         WHERE {DLQ_WHERE} ORDER BY t.finished_at DESC, t.run_id DESC, t.node DESC LIMIT $9"
+    );
+    let limit = limit(f.limit);
+    let values = DlqParams::new(f);
+    let mut params = values.refs();
+    params.push(&limit);
+    let found = rows(c, &sql, &params).await?;
     found
         .iter()
         .map(|r| {
@@ -316,4 +383,73 @@ pub(crate) async fn next_due(
         Some(r) => col(&r, 0),
         None => Ok(None),
     }
+}
+
+pub(crate) async fn run_inconsistencies(
+    c: &Client,
+    after: Option<&str>,
+    limit: u32,
+) -> StoreResult<(Vec<Inconsistency>, Option<String>)> {
+    let limit = i64::from(limit.max(1));
+    let page = rows(
+        c,
+        "SELECT r.id, r.active::int8, r.dead::int8,
+            (SELECT count(*) FROM tasks t WHERE t.run_id = r.id AND t.run_ms = r.id_ms
+               AND t.state IN ('pending', 'ready', 'running', 'suspended')),
+            (SELECT count(*) FROM tasks t WHERE t.run_id = r.id AND t.run_ms = r.id_ms AND t.state = 'dead'),
+            r.parent_run, p.state
+         FROM runs r LEFT JOIN runs p ON p.id = r.parent_run
+         WHERE r.state IN ('queued', 'running') AND ($1::text IS NULL OR r.id > $1)
+         ORDER BY r.id LIMIT $2",
+        &[&after, &limit],
+    )
+    .await?;
+    let mut found = Vec::new();
+    let mut ids = Vec::with_capacity(page.len());
+    for r in &page {
+        let id: String = col(r, 0)?;
+        let (active, dead, live, dead_tasks): (i64, i64, i64, i64) =
+            (col(r, 1)?, col(r, 2)?, col(r, 3)?, col(r, 4)?);
+        if (active, dead) != (live, dead_tasks) {
+            found.push(Inconsistency::Counters { run_id: id.clone() });
+        }
+        let parent: Option<String> = col(r, 5)?;
+        let parent_state: Option<String> = col(r, 6)?;
+        if let Some(parent) = parent
+            && parent_state
+                .as_deref()
+                .is_none_or(|s| matches!(s, "succeeded" | "cancelled"))
+        {
+            found.push(Inconsistency::Orphan {
+                run_id: id.clone(),
+                parent_run: parent,
+            });
+        }
+        ids.push(id);
+    }
+    let lost = rows(
+        c,
+        "SELECT t.run_id, t.node, t.attempt, t.child_run, ch.state
+         FROM tasks t JOIN runs r ON r.id = t.run_id AND r.id_ms = t.run_ms
+         LEFT JOIN runs ch ON ch.id = t.child_run
+         WHERE t.state = 'suspended' AND t.run_id = ANY($1) AND r.state IN ('queued', 'running')
+           AND (ch.id IS NULL OR ch.state NOT IN ('queued', 'running'))
+         ORDER BY t.run_id, t.node",
+        &[&ids],
+    )
+    .await?;
+    for r in &lost {
+        let child_state: Option<String> = col(r, 4)?;
+        found.push(Inconsistency::LostChild {
+            run_id: col(r, 0)?,
+            node: col(r, 1)?,
+            attempt: col::<i32>(r, 2)? as u32,
+            child_run: col(r, 3)?,
+            child_state: child_state.as_deref().and_then(RunState::parse),
+        });
+    }
+    let next = (ids.len() as i64 >= limit)
+        .then(|| ids.last().cloned())
+        .flatten();
+    Ok((found, next))
 }

@@ -29,6 +29,7 @@ fn run(flow: &Arc<weft_core::CompiledFlow>, id: String, key: Option<&str>) -> Ne
         input: json!(null),
         idempotency_key: key.map(str::to_string),
         parent: None,
+        start_at: None,
     }
 }
 

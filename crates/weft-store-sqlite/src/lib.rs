@@ -8,8 +8,10 @@
 mod checkpoint;
 mod conv;
 mod keys;
+mod limits;
 mod ops;
 mod read;
+mod schedules;
 mod schema;
 pub mod writer;
 
@@ -158,6 +160,26 @@ impl RunStore for SqliteStore {
             .exec(move |w| {
                 let mut fx = Effects::default();
                 w.run_cancel(&id, &mut fx)?;
+                Ok(fx)
+            })
+            .await
+    }
+    async fn run_inconsistencies(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<(Vec<Inconsistency>, Option<String>)> {
+        let after = after.map(str::to_string);
+        self.readers
+            .with(move |c| read::run_inconsistencies(c, after.as_deref(), limit))
+            .await
+    }
+    async fn run_recount(&self, run_id: &str) -> StoreResult<Effects> {
+        let id = run_id.to_string();
+        self.writer
+            .exec(move |w| {
+                let mut fx = Effects::default();
+                w.run_recount(&id, &mut fx)?;
                 Ok(fx)
             })
             .await
@@ -317,6 +339,12 @@ impl DlqStore for SqliteStore {
         let filter = filter.clone();
         self.readers.with(move |c| read::dlq_list(c, &filter)).await
     }
+    async fn dlq_count(&self, filter: &DlqFilter) -> StoreResult<u64> {
+        let filter = filter.clone();
+        self.readers
+            .with(move |c| read::dlq_count(c, &filter))
+            .await
+    }
     async fn dlq_replay(&self, run_id: &str, node: &str) -> StoreResult<Effects> {
         let (run_id, node) = (run_id.to_string(), node.to_string());
         self.writer
@@ -360,6 +388,71 @@ impl ApiKeyStore for SqliteStore {
         self.writer
             .exec(move |w| keys::revoke(&w.conn, &id, at))
             .await
+    }
+}
+
+#[async_trait]
+impl ScheduleStore for SqliteStore {
+    async fn schedule_put(
+        &self,
+        spec: &weft_core::schedule::ScheduleSpec,
+        now: Millis,
+    ) -> StoreResult<(ScheduleRecord, bool)> {
+        let spec = spec.clone();
+        self.writer.exec(move |w| w.schedule_put(&spec, now)).await
+    }
+    async fn schedule_get(&self, name: &str) -> StoreResult<Option<ScheduleRecord>> {
+        let name = name.to_string();
+        self.readers.point(move |c| schedules::get(c, &name)).await
+    }
+    async fn schedule_list(&self) -> StoreResult<Vec<ScheduleRecord>> {
+        self.readers.with(schedules::list).await
+    }
+    async fn schedule_delete(&self, name: &str) -> StoreResult<()> {
+        let name = name.to_string();
+        self.writer.exec(move |w| w.schedule_delete(&name)).await
+    }
+    async fn schedule_set_paused(
+        &self,
+        name: &str,
+        paused: bool,
+        now: Millis,
+    ) -> StoreResult<ScheduleRecord> {
+        let name = name.to_string();
+        self.writer
+            .exec(move |w| w.schedule_set_paused(&name, paused, now))
+            .await
+    }
+    async fn schedule_fire_due(
+        &self,
+        now: Millis,
+        limit: u32,
+    ) -> StoreResult<(Vec<FiredTick>, Effects)> {
+        self.writer
+            .exec(move |w| {
+                let mut fx = Effects::default();
+                let fired = w.schedule_fire_due(now, limit, &mut fx)?;
+                Ok((fired, fx))
+            })
+            .await
+    }
+    async fn schedule_trigger(
+        &self,
+        name: &str,
+        now: Millis,
+        key: String,
+    ) -> StoreResult<(FiredTick, Effects)> {
+        let name = name.to_string();
+        self.writer
+            .exec(move |w| {
+                let mut fx = Effects::default();
+                let fired = w.schedule_trigger(&name, now, key, &mut fx)?;
+                Ok((fired, fx))
+            })
+            .await
+    }
+    async fn schedule_next_due(&self) -> StoreResult<Option<Millis>> {
+        self.readers.point(schedules::next_due).await
     }
 }
 

@@ -208,7 +208,8 @@ pub fn run_get(c: &Connection, id: &str) -> StoreResult<Option<RunDetail>> {
     let run = finish_run(row)?;
     let rows: Vec<_> = db(c
         .prepare_cached(
-            "SELECT node, state, attempt, queue, scheduled_at, output, error, attempts, child_run, finished_at
+            "SELECT node, state, attempt, queue, scheduled_at, output, error, attempts, child_run, finished_at,
+                    deferred_reason, deferred_until, deferrals
              FROM tasks WHERE run_id = ?1 ORDER BY idx",
         )
         .and_then(|mut s| {
@@ -224,6 +225,7 @@ pub fn run_get(c: &Connection, id: &str) -> StoreResult<Option<RunDetail>> {
                     r.get::<_, Option<String>>(7)?,
                     r.get::<_, Option<String>>(8)?,
                     r.get::<_, Option<i64>>(9)?,
+                    deferral(r.get(10)?, r.get(11)?, r.get(12)?),
                 ))
             })?
             .collect::<Result<Vec<_>, _>>()
@@ -240,6 +242,7 @@ pub fn run_get(c: &Connection, id: &str) -> StoreResult<Option<RunDetail>> {
         attempts,
         child_run,
         finished_at,
+        deferred,
     ) in rows
     {
         let state = TaskState::parse(&state)
@@ -264,9 +267,19 @@ pub fn run_get(c: &Connection, id: &str) -> StoreResult<Option<RunDetail>> {
             attempts,
             child_run,
             finished_at,
+            deferred: deferred.filter(|_| !state.is_terminal()),
         });
     }
     Ok(Some(RunDetail { run, tasks }))
+}
+
+/// A task's deferral columns as read: reason, until, count.
+fn deferral(reason: Option<String>, until: Option<i64>, count: u32) -> Option<Deferral> {
+    Some(Deferral {
+        reason: reason?,
+        until: until?,
+        count,
+    })
 }
 
 pub fn run_list(c: &Connection, f: &RunFilter) -> StoreResult<Vec<RunRecord>> {
@@ -334,19 +347,82 @@ pub fn task_inputs(
 /// run_id, flow, node, error, attempts JSON, dead_at.
 type DeadRow = (String, String, String, Option<String>, Option<String>, i64);
 
+/// The dead-letter filter as SQL over `tasks t JOIN runs r`, parameters ?1-?8 (see
+/// [`DlqParams`]).
+const DLQ_WHERE: &str =
+    "t.state = 'dead' AND (?1 IS NULL OR r.flow = ?1) AND (?2 IS NULL OR t.node = ?2)
+     AND (?3 IS NULL OR instr(lower(coalesce(t.error, '')), lower(?3)) > 0)
+     AND (?4 IS NULL OR t.finished_at >= ?4) AND (?5 IS NULL OR t.finished_at < ?5)
+     AND (?6 IS NULL OR (t.finished_at, t.run_id, t.node) < (?6, ?7, ?8))";
+
+/// The values of the dead-letter filter's parameters, in order.
+struct DlqParams<'a> {
+    f: &'a DlqFilter,
+    at: Option<i64>,
+    run: Option<&'a str>,
+    node: Option<&'a str>,
+}
+
+impl<'a> DlqParams<'a> {
+    fn new(f: &'a DlqFilter) -> Self {
+        let after = f.after.as_ref();
+        Self {
+            f,
+            at: after.map(|a| a.dead_at),
+            run: after.map(|a| a.run_id.as_str()),
+            node: after.map(|a| a.node.as_str()),
+        }
+    }
+
+    fn refs(&self) -> Vec<&dyn rusqlite::ToSql> {
+        vec![
+            &self.f.flow,
+            &self.f.node,
+            &self.f.error_contains,
+            &self.f.dead_after,
+            &self.f.dead_before,
+            &self.at,
+            &self.run,
+            &self.node,
+        ]
+    }
+}
+
+pub fn dlq_count(c: &Connection, f: &DlqFilter) -> StoreResult<u64> {
+    let f = DlqFilter {
+        after: None,
+        ..f.clone()
+    };
+    let sql =
+        format!("SELECT count(*) FROM tasks t JOIN runs r ON r.id = t.run_id WHERE {DLQ_WHERE}");
+    db(c.prepare_cached(&sql).and_then(|mut s| {
+        s.query_row(DlqParams::new(&f).refs().as_slice(), |r| r.get::<_, i64>(0))
+    }))
+    .map(|n| n.max(0) as u64)
+}
+
 pub fn dlq_list(c: &Connection, f: &DlqFilter) -> StoreResult<Vec<DeadTask>> {
-    let rows: Vec<DeadRow> = db(c
-        .prepare_cached(
-            "SELECT t.run_id, r.flow, t.node, t.error, t.attempts, t.finished_at FROM tasks t JOIN runs r ON r.id = t.run_id
-             WHERE t.state = 'dead' AND (?1 IS NULL OR r.flow = ?1) AND (?2 IS NULL OR t.node = ?2)
-             ORDER BY t.finished_at DESC LIMIT ?3",
-        )
-        .and_then(|mut s| {
-            s.query_map(params![f.flow, f.node, limit(f.limit)], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
-            })?
-            .collect()
-        }))?;
+    let sql = format!(
+        "SELECT t.run_id, r.flow, t.node, t.error, t.attempts, t.finished_at FROM tasks t JOIN runs r ON r.id = t.run_id
+         WHERE {DLQ_WHERE} ORDER BY t.finished_at DESC, t.run_id DESC, t.node DESC LIMIT ?9"
+    );
+    let limit = limit(f.limit);
+    let values = DlqParams::new(f);
+    let mut params = values.refs();
+    params.push(&limit);
+    let rows: Vec<DeadRow> = db(c.prepare_cached(&sql).and_then(|mut s| {
+        s.query_map(params.as_slice(), |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })?
+        .collect()
+    }))?;
     rows.into_iter()
         .map(|(run_id, flow, node, error, attempts, dead_at)| {
             let attempts = match attempts {
@@ -438,4 +514,91 @@ pub fn member_list(
             },
         )
         .collect()
+}
+
+/// A page of live runs with what the sweeper compares: (id, active, dead, live tasks,
+/// dead tasks, parent run, parent's state).
+type SweepRow = (String, i64, i64, i64, i64, Option<String>, Option<String>);
+/// A suspended task whose child is gone or finished: (run, node, attempt, child, its state).
+type LostRow = (String, String, u32, Option<String>, Option<String>);
+
+pub fn run_inconsistencies(
+    c: &Connection,
+    after: Option<&str>,
+    limit: u32,
+) -> StoreResult<(Vec<Inconsistency>, Option<String>)> {
+    let page: Vec<SweepRow> = db(c
+        .prepare_cached(
+            "SELECT r.id, r.active, r.dead,
+                (SELECT count(*) FROM tasks t WHERE t.run_id = r.id
+                   AND t.state IN ('pending', 'ready', 'running', 'suspended')),
+                (SELECT count(*) FROM tasks t WHERE t.run_id = r.id AND t.state = 'dead'),
+                r.parent_run, p.state
+             FROM runs r LEFT JOIN runs p ON p.id = r.parent_run
+             WHERE r.state IN ('queued', 'running') AND (?1 IS NULL OR r.id > ?1)
+             ORDER BY r.id LIMIT ?2",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![after, limit.max(1)], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })?
+            .collect()
+        }))?;
+    let mut found = Vec::new();
+    for (id, active, dead, live, dead_tasks, parent, parent_state) in &page {
+        if active != live || dead != dead_tasks {
+            found.push(Inconsistency::Counters { run_id: id.clone() });
+        }
+        if let Some(parent) = parent
+            && parent_state.as_deref().is_none_or(orphaning)
+        {
+            found.push(Inconsistency::Orphan {
+                run_id: id.clone(),
+                parent_run: parent.clone(),
+            });
+        }
+    }
+    let (Some(first), Some(last)) = (page.first(), page.last()) else {
+        return Ok((found, None));
+    };
+    let lost: Vec<LostRow> = db(c
+        .prepare_cached(
+            "SELECT t.run_id, t.node, t.attempt, t.child_run, c.state
+             FROM tasks t JOIN runs r ON r.id = t.run_id LEFT JOIN runs c ON c.id = t.child_run
+             WHERE t.state = 'suspended' AND t.run_id BETWEEN ?1 AND ?2
+               AND r.state IN ('queued', 'running')
+               AND (c.id IS NULL OR c.state NOT IN ('queued', 'running'))
+             ORDER BY t.run_id, t.node",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![first.0, last.0], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect()
+        }))?;
+    for (run_id, node, attempt, child_run, child_state) in lost {
+        found.push(Inconsistency::LostChild {
+            run_id,
+            node,
+            attempt,
+            child_run,
+            child_state: child_state.as_deref().and_then(RunState::parse),
+        });
+    }
+    let next = (page.len() as u32 >= limit.max(1)).then(|| last.0.clone());
+    Ok((found, next))
+}
+
+/// Whether a parent run in `state` no longer wants its live children: it finished, except
+/// by failing (a failed run may resume when a dead task of it is replayed).
+pub(crate) fn orphaning(state: &str) -> bool {
+    matches!(state, "succeeded" | "cancelled")
 }

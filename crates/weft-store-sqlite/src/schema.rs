@@ -8,6 +8,10 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_api_keys.sql"),
     include_str!("migrations/0003_claims.sql"),
     include_str!("migrations/0004_members.sql"),
+    include_str!("migrations/0005_schedules.sql"),
+    include_str!("migrations/0006_deferred.sql"),
+    include_str!("migrations/0007_key_limits.sql"),
+    include_str!("migrations/0008_sweep.sql"),
 ];
 
 /// The schema version this build writes.

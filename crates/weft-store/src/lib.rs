@@ -11,10 +11,13 @@ mod apikeys;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+mod limits;
 mod records;
+pub mod schedules;
 
 pub use apikeys::{ApiKeyRecord, ApiRole, NewApiKey};
 pub use error::StoreError;
+pub use limits::{KeyLimitRecord, LimitStore};
 pub use records::*;
 
 use async_trait::async_trait;
@@ -64,6 +67,19 @@ pub trait RunStore: Send + Sync {
     /// only once all of it is before `cutoff` and none of its runs is queued or running.
     /// Safe to call from several processes at once and to repeat.
     async fn run_prune(&self, cutoff: Millis) -> StoreResult<Pruned>;
+    /// The sweeper's search: up to `limit` queued or running runs, in id order after
+    /// `after`, are checked, and what is wrong with them is returned with the last id
+    /// checked (`None` once the end is reached). See [`Inconsistency`] for what is looked
+    /// for; only a bug or a hand-edited database produces any.
+    async fn run_inconsistencies(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<(Vec<Inconsistency>, Option<String>)>;
+    /// Repairs a run's counters from its tasks: a queued or running run whose counters
+    /// disagree with its tasks gets the true counts, and finishes (resuming its parent, if
+    /// any) when none of its tasks can still run. Nothing for a run that agrees.
+    async fn run_recount(&self, run_id: &str) -> StoreResult<Effects>;
 }
 
 /// Tasks: completions, timers and the ready set.
@@ -89,6 +105,8 @@ pub trait TaskStore: Send + Sync {
 pub trait DlqStore: Send + Sync {
     /// Dead tasks matching `filter`, newest first.
     async fn dlq_list(&self, filter: &DlqFilter) -> StoreResult<Vec<DeadTask>>;
+    /// How many dead tasks match `filter` (its cursor and limit aside).
+    async fn dlq_count(&self, filter: &DlqFilter) -> StoreResult<u64>;
     /// Gives a dead task a fresh set of attempts; its run resumes.
     async fn dlq_replay(&self, run_id: &str, node: &str) -> StoreResult<Effects>;
     /// Takes a dead task out of the dead-letter queue for good: it becomes `cancelled` and
@@ -223,6 +241,56 @@ pub trait MemberStore: Send + Sync {
     -> StoreResult<Vec<MemberRecord>>;
 }
 
+/// Cron schedules and their fire step (see [`schedules`] for why a tick fires exactly once).
+///
+/// Fire times come from [`weft_core::schedule`]; the store keeps each schedule's next tick
+/// in `next_fire_at` so the fire step is one indexed read of what is due.
+#[async_trait]
+pub trait ScheduleStore: Send + Sync {
+    /// Creates or replaces a schedule (already validated); returns it and whether it was
+    /// created. A replacement with the same `cron` and `timezone` keeps its next tick; any
+    /// other change takes the first tick after `now`.
+    async fn schedule_put(
+        &self,
+        spec: &weft_core::schedule::ScheduleSpec,
+        now: Millis,
+    ) -> StoreResult<(ScheduleRecord, bool)>;
+    /// One schedule.
+    async fn schedule_get(&self, name: &str) -> StoreResult<Option<ScheduleRecord>>;
+    /// Every schedule, by name.
+    async fn schedule_list(&self) -> StoreResult<Vec<ScheduleRecord>>;
+    /// Deletes a schedule (its runs stay); [`StoreError::NotFound`] for an unknown name.
+    async fn schedule_delete(&self, name: &str) -> StoreResult<()>;
+    /// Pauses or resumes a schedule. Ticks due while paused never fire: resuming waits for
+    /// the first tick after `now`. [`StoreError::NotFound`] for an unknown name.
+    async fn schedule_set_paused(
+        &self,
+        name: &str,
+        paused: bool,
+        now: Millis,
+    ) -> StoreResult<ScheduleRecord>;
+    /// The fire step, in ONE transaction: up to `limit` unpaused schedules whose next tick
+    /// is at or before `now` (earliest first) start a run per tick their misfire policy
+    /// fires (idempotency key [`schedules::tick_key`]) and move on to their first tick after
+    /// `now`. A tick whose flow is gone is reported with its error and skipped.
+    async fn schedule_fire_due(
+        &self,
+        now: Millis,
+        limit: u32,
+    ) -> StoreResult<(Vec<FiredTick>, Effects)>;
+    /// Starts a run of a schedule now, whether paused or not, outside its ticks; `key` is
+    /// the run's idempotency key ([`schedules::manual_key`]). [`StoreError::NotFound`] for an
+    /// unknown schedule.
+    async fn schedule_trigger(
+        &self,
+        name: &str,
+        now: Millis,
+        key: String,
+    ) -> StoreResult<(FiredTick, Effects)>;
+    /// The earliest next tick of any unpaused schedule.
+    async fn schedule_next_due(&self) -> StoreResult<Option<Millis>>;
+}
+
 /// The schema version a database is at, and the one the driver writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SchemaVersion {
@@ -249,7 +317,9 @@ pub trait Store:
     + MemberStore
     + DlqStore
     + QueueStore
+    + LimitStore
     + ApiKeyStore
+    + ScheduleStore
     + HealthStore
 {
     /// Flushes and closes; later calls fail with [`StoreError::Closed`].

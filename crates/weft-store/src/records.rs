@@ -3,8 +3,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
+use weft_core::nodes::NodeKind;
 use weft_core::time::Millis;
-use weft_core::{CompiledFlow, FlowSpec, RunState, TaskState};
+use weft_core::{CompiledFlow, CompiledNode, FlowSpec, RunState, TaskState};
 
 /// One stored version of a flow.
 #[derive(Debug, Clone, Serialize)]
@@ -36,6 +37,39 @@ pub struct NewRun {
     pub parent: Option<(String, String)>,
     /// Creation time.
     pub created_at: Millis,
+    /// When the run may start (a delayed or scheduled run): until then it is `queued` and
+    /// its roots wait as durable timers. `None`, or a time not after `created_at`: at once.
+    pub start_at: Option<Millis>,
+}
+
+impl NewRun {
+    /// The start time when it is later than creation.
+    pub fn deferred_start(&self) -> Option<Millis> {
+        self.start_at.filter(|&t| t > self.created_at)
+    }
+
+    /// The state the run is created in: `queued` while its start is deferred, else what
+    /// its flow's roots make it (see [`CompiledFlow::initial_run_state`]).
+    pub fn initial_state(&self) -> RunState {
+        match self.deferred_start() {
+            Some(_) => RunState::Queued,
+            None => self.flow.initial_run_state(),
+        }
+    }
+
+    /// When root `node` becomes due: `None` for a root that is ready at once; a `delay`
+    /// root's timer starts when the run starts; any other root of a delayed run waits for
+    /// the start.
+    pub fn root_due(&self, node: &CompiledNode) -> Option<Millis> {
+        let start = self.deferred_start();
+        match node.kind {
+            NodeKind::Delay => Some(
+                start.unwrap_or(self.created_at)
+                    + node.delay.unwrap_or_default().as_millis() as Millis,
+            ),
+            _ => start,
+        }
+    }
 }
 
 /// Outcome of creating one run.
@@ -110,6 +144,20 @@ pub struct TaskRecord {
     pub child_run: Option<String>,
     /// When it finished.
     pub finished_at: Option<Millis>,
+    /// Why the task is waiting without using an attempt, from its last
+    /// [`Outcome::Deferred`]; cleared by its next attempt result.
+    pub deferred: Option<Deferral>,
+}
+
+/// Why and until when a task was deferred (see [`Outcome::Deferred`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deferral {
+    /// Why, e.g. `circuit open for host api.example.com:443`.
+    pub reason: String,
+    /// When the task becomes ready again.
+    pub until: Millis,
+    /// How many times the task has been deferred, over its whole life.
+    pub count: u32,
 }
 
 /// A run with its tasks, in flow order.
@@ -192,6 +240,15 @@ pub enum Outcome {
     },
     /// A subflow node asks to start a child run and wait for it.
     StartChild(Box<NewRun>),
+    /// The attempt was not made (the target's circuit breaker is open): the task waits,
+    /// `pending`, until `until`, then runs the same attempt again. No attempt is used up
+    /// (docs/decisions/0008); the run stays running and `reason` is kept on the task.
+    Deferred {
+        /// When the task becomes ready again.
+        until: Millis,
+        /// Why, shown with the task (`circuit open for host H`).
+        reason: String,
+    },
 }
 
 /// The result of one attempt, reported by a worker.
@@ -328,8 +385,57 @@ pub struct DlqFilter {
     pub flow: Option<String>,
     /// Only this node name.
     pub node: Option<String>,
+    /// Only tasks whose last error contains this text (case-insensitive, ASCII folding).
+    pub error_contains: Option<String>,
+    /// Only tasks dead-lettered at or after this time.
+    pub dead_after: Option<Millis>,
+    /// Only tasks dead-lettered strictly before this time.
+    pub dead_before: Option<Millis>,
+    /// Only tasks that sort after this one in the list's order (newest first): the cursor.
+    pub after: Option<DlqCursor>,
     /// At most this many (default 50, max 1000).
     pub limit: u32,
+}
+
+/// A position in the dead-letter list (which is ordered by dead time, run id and node,
+/// all descending): the last task of a page, to continue after it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DlqCursor {
+    /// Its dead time.
+    pub dead_at: Millis,
+    /// Its run.
+    pub run_id: String,
+    /// Its node.
+    pub node: String,
+}
+
+impl DlqCursor {
+    /// The cursor just after `task`.
+    pub fn after(task: &DeadTask) -> Self {
+        Self {
+            dead_at: task.dead_at,
+            run_id: task.run_id.clone(),
+            node: task.node.clone(),
+        }
+    }
+
+    /// The cursor as an opaque token for APIs: `<dead_at>.<run_id>.<node>`.
+    pub fn encode(&self) -> String {
+        format!("{}.{}.{}", self.dead_at, self.run_id, self.node)
+    }
+
+    /// Reads a token made by [`DlqCursor::encode`]; `None` if it is not one.
+    pub fn decode(token: &str) -> Option<Self> {
+        let mut parts = token.splitn(3, '.');
+        let dead_at = parts.next()?.parse().ok()?;
+        let run_id = parts.next().filter(|r| !r.is_empty())?.to_string();
+        let node = parts.next().filter(|n| !n.is_empty())?.to_string();
+        Some(Self {
+            dead_at,
+            run_id,
+            node,
+        })
+    }
 }
 
 /// A dead-lettered task.
@@ -390,4 +496,69 @@ pub struct MemberQueue {
     pub concurrency: u32,
     /// Attempts of it running there.
     pub running: u32,
+}
+
+/// A stored schedule (see [`ScheduleStore`](crate::ScheduleStore)).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ScheduleRecord {
+    /// The document as applied; `paused` is the schedule's current state.
+    pub spec: weft_core::schedule::ScheduleSpec,
+    /// The next tick it waits for; `None` when its expression never fires again.
+    pub next_fire_at: Option<Millis>,
+    /// The last tick it fired (manual triggers excluded).
+    pub last_fire_at: Option<Millis>,
+    /// When it was first applied.
+    pub created_at: Millis,
+    /// When it was last applied, paused or resumed.
+    pub updated_at: Millis,
+}
+
+/// One tick a fire step (or a manual trigger) fired.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FiredTick {
+    /// Schedule name.
+    pub schedule: String,
+    /// The tick's due time (the trigger time, for a manual trigger).
+    pub fire_time: Millis,
+    /// The run it started; `None` when it could not (see `error`).
+    pub run_id: Option<String>,
+    /// False when the tick's run already existed (the tick had fired before).
+    pub created: bool,
+    /// Why no run was started (the flow or its version is gone).
+    pub error: Option<String>,
+}
+
+/// What the sweeper finds wrong with a live run (see
+/// [`RunStore::run_inconsistencies`](crate::RunStore::run_inconsistencies)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Inconsistency {
+    /// The run's counters of live and dead tasks disagree with its tasks: repaired by
+    /// [`RunStore::run_recount`](crate::RunStore::run_recount).
+    Counters {
+        /// The run.
+        run_id: String,
+    },
+    /// A child run whose parent run is gone, finished, or no longer waits for it:
+    /// cancelled.
+    Orphan {
+        /// The child run.
+        run_id: String,
+        /// The parent it names.
+        parent_run: String,
+    },
+    /// A subflow task waiting for a child run that is gone or already finished: the
+    /// attempt fails (retryable), so the task's retry policy decides what happens next.
+    LostChild {
+        /// The waiting run.
+        run_id: String,
+        /// Its subflow node.
+        node: String,
+        /// The attempt waiting.
+        attempt: u32,
+        /// The child run it names.
+        child_run: Option<String>,
+        /// The child's state, when the child still exists.
+        child_state: Option<RunState>,
+    },
 }

@@ -75,23 +75,36 @@ pub(crate) async fn start(
     ApiJson(body): ApiJson<StartBatch>,
 ) -> Result<Json<StartBatchResult>, ApiError> {
     check_batch_size(body.runs.len(), "runs")?;
-    let reqs = body.runs.into_iter().map(Into::into).collect();
+    let failed = |error: Value| StartItem {
+        id: None,
+        created: None,
+        error: Some(error),
+    };
+    // An item whose start time does not parse gets its own error; the rest start.
+    let mut runs = Vec::with_capacity(body.runs.len());
+    let (mut reqs, mut positions) = (Vec::new(), Vec::new());
+    for item in body.runs {
+        match item.into_start() {
+            Ok(req) => {
+                positions.push(runs.len());
+                reqs.push(req);
+                runs.push(None);
+            }
+            Err(e) => runs.push(Some(failed(e.item_body()))),
+        }
+    }
     let results = engine.run_start_many(reqs).await?;
-    let runs = results
-        .into_iter()
-        .map(|r| match r {
+    for (i, r) in positions.into_iter().zip(results) {
+        runs[i] = Some(match r {
             Ok(c) => StartItem {
                 id: Some(c.id),
                 created: Some(c.created),
                 error: None,
             },
-            Err(e) => StartItem {
-                id: None,
-                created: None,
-                error: Some(item_error(e)),
-            },
-        })
-        .collect();
+            Err(e) => failed(item_error(e)),
+        });
+    }
+    let runs = runs.into_iter().flatten().collect();
     Ok(Json(StartBatchResult { runs }))
 }
 

@@ -3,11 +3,14 @@
 //! and the CLI cannot disagree about them.
 
 pub(crate) mod batch;
+pub(crate) mod breakers;
 pub(crate) mod diff;
 pub(crate) mod dlq;
 pub(crate) mod flows;
+pub(crate) mod key_limits;
 pub(crate) mod queues;
 pub(crate) mod runs;
+pub(crate) mod schedules;
 pub(crate) mod workers;
 
 use crate::error::ApiError;
@@ -26,6 +29,17 @@ pub(crate) fn list_limit(limit: Option<u32>) -> Result<u32, ApiError> {
             "limit is {n}; it must be between 1 and {MAX_LIST_LIMIT}"
         ))),
     }
+}
+
+/// An RFC 3339 time as epoch milliseconds; the error names `field`.
+pub(crate) fn parse_time(field: &str, t: &str) -> Result<weft_core::time::Millis, ApiError> {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(|d| d.timestamp_millis())
+        .map_err(|e| {
+            ApiError::bad_request(format!(
+                "{field} is {t:?}: {e}; expected an RFC 3339 time such as 2026-11-22T15:00:00Z"
+            ))
+        })
 }
 
 #[cfg(test)]

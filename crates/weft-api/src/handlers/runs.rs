@@ -4,10 +4,10 @@
 //! `Idempotency-Key` header: a repeat returns the first run with `created: false`, so a
 //! client may retry a start whose answer it never received.
 
-use super::list_limit;
+use super::{list_limit, parse_time};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::openapi::{ErrorBody, RunCreatedDoc, RunDoc, RunViewDoc, TaskDoc};
+use crate::openapi::{ErrorBody, ExplanationDoc, RunCreatedDoc, RunDoc, RunViewDoc, TaskDoc};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -15,8 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use weft_core::RunState;
-use weft_core::time::Millis;
-use weft_engine::{Engine, RunView, StartRun};
+use weft_engine::{Engine, Explanation, RunStart, RunView, StartRun};
 use weft_store::{RunCreated, RunFilter, RunRecord};
 
 /// Header that may carry a start's idempotency key.
@@ -36,20 +35,38 @@ pub(crate) struct StartBody {
     pub(crate) version: Option<u32>,
     /// Deduplicates starts.
     pub(crate) idempotency_key: Option<String>,
+    /// Start no earlier than this RFC 3339 time (at most 366 days ahead); the run is
+    /// `queued` until then. Not with `delay`.
+    pub(crate) start_at: Option<String>,
+    /// Start after this long, e.g. `90s`, `10m`, `2h`. Not with `start_at`.
+    pub(crate) delay: Option<String>,
 }
 
 fn empty_object() -> Value {
     Value::Object(Default::default())
 }
 
-impl From<StartBody> for StartRun {
-    fn from(b: StartBody) -> Self {
-        StartRun {
-            flow: b.flow,
-            version: b.version,
-            input: b.input,
-            idempotency_key: b.idempotency_key,
-        }
+impl StartBody {
+    /// The engine's request; fails on a bad `start_at` or `delay`.
+    pub(crate) fn into_start(self) -> Result<StartRun, ApiError> {
+        let start = match (self.start_at.as_deref(), self.delay.as_deref()) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad_request("give start_at or delay, not both"));
+            }
+            (Some(at), None) => Some(RunStart::At(parse_time("start_at", at)?)),
+            (None, Some(d)) => Some(RunStart::After(
+                weft_core::duration::parse(d)
+                    .map_err(|e| ApiError::bad_request(format!("delay is {d:?}: {e}")))?,
+            )),
+            (None, None) => None,
+        };
+        Ok(StartRun {
+            flow: self.flow,
+            version: self.version,
+            input: self.input,
+            idempotency_key: self.idempotency_key,
+            start,
+        })
     }
 }
 
@@ -67,7 +84,7 @@ pub(crate) async fn start(
     let created = engine
         .run_start(StartRun {
             idempotency_key: key,
-            ..body.into()
+            ..body.into_start()?
         })
         .await?;
     let status = if created.created {
@@ -167,17 +184,6 @@ pub(crate) async fn list(
     Ok(Json(RunPage { runs, next }))
 }
 
-/// An RFC 3339 time as epoch milliseconds.
-fn parse_time(field: &str, t: &str) -> Result<Millis, ApiError> {
-    chrono::DateTime::parse_from_rfc3339(t)
-        .map(|d| d.timestamp_millis())
-        .map_err(|e| {
-            ApiError::bad_request(format!(
-                "{field} is {t:?}: {e}; expected an RFC 3339 time such as 2026-11-22T15:00:00Z"
-            ))
-        })
-}
-
 fn parse_state(s: &str) -> Result<RunState, ApiError> {
     RunState::parse(s).ok_or_else(|| {
         let valid: Vec<&str> = RunState::ALL.iter().map(|s| s.as_str()).collect();
@@ -252,6 +258,18 @@ pub(crate) async fn tasks(
         id,
         tasks: view.nodes,
     }))
+}
+
+/// `GET /v1/runs/{id}/explain`: why the run is not progressing, in plain words, node by
+/// node (or that it is, or how it ended).
+#[utoipa::path(get, path = "/v1/runs/{id}/explain", tag = "runs",
+    params(("id" = String, Path, description = "Run id")),
+    responses((status = 200, body = ExplanationDoc), (status = 404, body = ErrorBody)))]
+pub(crate) async fn explain(
+    State(engine): State<Engine>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Explanation>, ApiError> {
+    Ok(Json(engine.run_explain(&id).await?))
 }
 
 #[cfg(test)]

@@ -180,3 +180,114 @@ async fn cancel_a_run_waiting_on_a_delay() {
     let r = h.get("/v1/runs?state=cancelled").await;
     assert_eq!(r.body["runs"][0]["id"], id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_run_stays_queued_until_its_start() {
+    let h = harness().await;
+    h.yaml(NOOP_FLOW).await;
+    let r = h
+        .json(
+            Method::POST,
+            "/v1/runs",
+            json!({"flow": "tick", "delay": "400ms"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let run = h.get(&format!("/v1/runs/{id}")).await.body;
+    let start = node(&run, "a")["scheduled_at"]
+        .as_i64()
+        .expect("a start time");
+    let created = run["created_at"].as_i64().unwrap();
+    assert!(start >= created + 400, "start {start}, created {created}");
+    // Nothing can have run before the start, so the run is still queued and its node pending.
+    if weft_core::time::Clock::now_ms(&weft_core::time::SystemClock) < start {
+        assert_eq!(run["state"], "queued", "{run}");
+        assert_eq!(node(&run, "a")["state"], "pending", "{run}");
+    }
+    let done = h.wait_state(&id, "succeeded").await;
+    let ran = node(&done, "a")["finished_at"].as_i64().unwrap();
+    assert!(
+        ran >= start,
+        "the node ran at {ran}, before its start {start}"
+    );
+
+    // An RFC 3339 start time works the same way.
+    let at = weft_core::time::rfc3339(created + 3_600_000);
+    let r = h
+        .json(
+            Method::POST,
+            "/v1/runs",
+            json!({"flow": "tick", "start_at": at}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let later = h
+        .get(&format!("/v1/runs/{}", r.body["id"].as_str().unwrap()))
+        .await
+        .body;
+    assert_eq!(later["state"], "queued");
+    assert_eq!(
+        node(&later, "a")["scheduled_at"],
+        json!(created + 3_600_000)
+    );
+
+    for (body, field) in [
+        (
+            json!({"flow": "tick", "delay": "1s", "start_at": at}),
+            "give start_at or delay",
+        ),
+        (json!({"flow": "tick", "delay": "soon"}), "delay"),
+        (json!({"flow": "tick", "start_at": "tomorrow"}), "start_at"),
+        (
+            json!({"flow": "tick", "start_at": "2999-01-01T00:00:00Z"}),
+            "start time",
+        ),
+    ] {
+        let r = h.json(Method::POST, "/v1/runs", body.clone()).await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+        let message = r.body["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with(field), "{body}: {message}");
+    }
+
+    // In a batch, a bad start time fails only its own item.
+    let batch = json!({"runs": [{"flow": "tick", "delay": "1h"}, {"flow": "tick", "delay": "x"}]});
+    let r = h.json(Method::POST, "/v1/runs/batch", batch).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(r.body["runs"][0]["id"].is_string(), "{}", r.body);
+    assert_eq!(
+        r.body["runs"][1]["error"]["code"], "bad_request",
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn explain_says_why_a_run_waits() {
+    let h = harness().await;
+    h.yaml(NOOP_FLOW).await;
+    let r = h
+        .send(Method::POST, "/v1/queues/default/pause", &[], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let id = h.start(json!({"flow": "tick"})).await;
+    let r = h.get(&format!("/v1/runs/{id}/explain")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["run_id"], id);
+    assert_eq!(r.body["progressing"], false, "{}", r.body);
+    assert_eq!(r.body["reasons"][0]["node"], "a", "{}", r.body);
+    assert_eq!(r.body["reasons"][0]["code"], "queue_paused", "{}", r.body);
+    assert!(
+        r.body["summary"]
+            .as_str()
+            .unwrap()
+            .contains("queue default is paused"),
+        "{}",
+        r.body
+    );
+    assert_error(
+        &h.get("/v1/runs/nope/explain").await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+}

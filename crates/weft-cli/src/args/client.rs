@@ -76,6 +76,12 @@ pub enum RunCmd {
         /// Starting again with the same key returns the first run instead of a new one
         #[arg(long, value_name = "KEY")]
         idempotency_key: Option<String>,
+        /// Start no earlier than this RFC 3339 time (the run is queued until then)
+        #[arg(long, value_name = "TIME", conflicts_with = "delay")]
+        at: Option<String>,
+        /// Start after this long, e.g. 90s, 10m, 2h
+        #[arg(long, value_name = "DURATION")]
+        delay: Option<String>,
         /// Wait until the run finishes and print it; exit 1 unless it succeeded
         #[arg(long)]
         wait: bool,
@@ -84,6 +90,13 @@ pub enum RunCmd {
     },
     /// Show a run node by node.
     Get {
+        /// Run id.
+        id: String,
+        #[command(flatten)]
+        client: ClientOpts,
+    },
+    /// Say in plain words why a run is not progressing (or that it is, or how it ended).
+    Explain {
         /// Run id.
         id: String,
         #[command(flatten)]
@@ -151,38 +164,35 @@ fn run_states() -> PossibleValuesParser {
 /// `weft dlq ...`.
 #[derive(Subcommand, Debug)]
 pub enum DlqCmd {
-    /// List dead-lettered tasks, most recent first.
+    /// List dead-lettered tasks, most recent first, one page at a time.
+    #[command(group(ArgGroup::new("which").multiple(true)))]
     List {
-        /// Only tasks of this flow
-        #[arg(long)]
-        flow: Option<String>,
-        /// Only tasks of this node
-        #[arg(long)]
-        node: Option<String>,
+        #[command(flatten)]
+        select: DlqSelection,
         /// At most this many [default: the server's]
         #[arg(long)]
         limit: Option<u32>,
+        /// Continue after a previous page (the cursor it printed)
+        #[arg(long)]
+        before: Option<String>,
         #[command(flatten)]
         client: ClientOpts,
     },
-    /// Give dead tasks fresh attempts; their runs resume. Either RUN_ID NODE, or
-    /// `--flow`/`--node` to replay every matching dead task (up to `--limit`, 1000).
+    /// Give dead tasks fresh attempts; their runs resume. Either RUN_ID NODE, or a
+    /// selection (`--flow`, `--node`, `--error`, `--since`, `--until`) to replay every
+    /// matching dead task, a page of 1,000 at a time with progress on stderr.
     #[command(group(ArgGroup::new("which").required(true).multiple(true)))]
     Replay {
         /// Run id.
-        #[arg(group = "which", requires = "node", conflicts_with_all = ["flow", "by_node", "limit"])]
+        #[arg(group = "which", requires = "node", conflicts_with_all = SELECTION)]
         run_id: Option<String>,
         /// Node name.
         node: Option<String>,
-        /// Replay every dead task of this flow
-        #[arg(long, group = "which")]
-        flow: Option<String>,
-        /// Replay every dead task of this node name
-        #[arg(long = "node", id = "by_node", group = "which")]
-        by_node: Option<String>,
-        /// At most this many with --flow/--node [default: 1000]
+        #[command(flatten)]
+        select: DlqSelection,
+        /// With a selection: at most this many [default: every match]
         #[arg(long)]
-        limit: Option<u32>,
+        limit: Option<u64>,
         #[command(flatten)]
         client: ClientOpts,
     },
@@ -195,15 +205,46 @@ pub enum DlqCmd {
         #[command(flatten)]
         client: ClientOpts,
     },
-    /// Discard a dead task of a failed run: it becomes `cancelled`, the run stays failed.
+    /// Discard dead tasks of failed runs: each becomes `cancelled`, its run stays failed.
+    /// Either RUN_ID NODE, or a selection as for `replay`.
+    #[command(group(ArgGroup::new("which").required(true).multiple(true)))]
     Discard {
         /// Run id.
-        run_id: String,
+        #[arg(group = "which", requires = "node", conflicts_with_all = SELECTION)]
+        run_id: Option<String>,
         /// Node name.
-        node: String,
+        node: Option<String>,
+        #[command(flatten)]
+        select: DlqSelection,
+        /// With a selection: at most this many [default: every match]
+        #[arg(long)]
+        limit: Option<u64>,
         #[command(flatten)]
         client: ClientOpts,
     },
+}
+
+/// The ids of [`DlqSelection`]'s arguments.
+const SELECTION: [&str; 6] = ["flow", "by_node", "error", "since", "until", "limit"];
+
+/// Which dead tasks a `weft dlq` command lists or acts on.
+#[derive(Args, Debug, Clone)]
+pub struct DlqSelection {
+    /// Only dead tasks of this flow
+    #[arg(long, group = "which")]
+    pub flow: Option<String>,
+    /// Only dead tasks of this node name
+    #[arg(long = "node", id = "by_node", group = "which")]
+    pub by_node: Option<String>,
+    /// Only dead tasks whose last error contains this text (case-insensitive)
+    #[arg(long, group = "which")]
+    pub error: Option<String>,
+    /// Only tasks dead-lettered at or after this time: RFC 3339, or an age such as 2h
+    #[arg(long, group = "which")]
+    pub since: Option<String>,
+    /// Only tasks dead-lettered before this time: RFC 3339, or an age such as 30m
+    #[arg(long, group = "which")]
+    pub until: Option<String>,
 }
 
 /// `weft queue ...`.

@@ -51,9 +51,26 @@ pub struct BenchArgs {
     /// Reads to time (inflight). Default 20000.
     #[arg(long, default_value_t = 20_000)]
     pub reads: usize,
+    /// Schedules to create (schedules). Default 10000.
+    #[arg(long, default_value_t = 10_000)]
+    pub schedules: usize,
+    /// Spread the schedules over the 60 seconds of a minute instead of all firing every
+    /// second (schedules).
+    #[arg(long)]
+    pub spread: bool,
     /// Commit durability of the SQLite store.
     #[arg(long, value_enum, default_value = "full")]
     pub durability: DurabilityArg,
+    /// Give every drain task a concurrency key, one of this many distinct values, with
+    /// limit --key-limit (drain). Default 0: no key.
+    #[arg(long, default_value_t = 0)]
+    pub keys: usize,
+    /// Each key's concurrency limit with --keys (drain). Default 1.
+    #[arg(long, default_value_t = 1)]
+    pub key_limit: u32,
+    /// With --keys, also a per-key rate limit of LIMIT per INTERVAL, e.g. `1000/1s` (drain).
+    #[arg(long, value_name = "LIMIT/INTERVAL", requires = "keys")]
+    pub key_rate: Option<String>,
     /// Directory for the SQLite store (default: a fresh temporary directory).
     #[arg(long, conflicts_with = "database_url")]
     pub data_dir: Option<std::path::PathBuf>,

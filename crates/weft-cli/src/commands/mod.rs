@@ -4,9 +4,12 @@
 
 mod apikey;
 mod batch;
+mod breakers;
 mod flow;
+mod limits;
 mod ops;
 mod run;
+mod schedule;
 mod versions;
 
 use crate::args::InputArgs;
@@ -14,9 +17,12 @@ use anyhow::Context;
 use serde_json::Value;
 
 pub use apikey::apikey;
+pub use breakers::breakers;
 pub use flow::run as flow;
+pub use limits::limit;
 pub use ops::{dlq, nodes, openapi, queue, workers};
 pub use run::run;
+pub use schedule::schedule;
 
 /// The run input from `--input` or `--input-file`; an empty object when neither is given.
 pub fn read_input(args: &InputArgs) -> anyhow::Result<Value> {

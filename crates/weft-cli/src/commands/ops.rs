@@ -1,7 +1,7 @@
 //! Operating a server: `weft dlq`, `weft queue`, `weft nodes`, `weft workers` and
 //! `weft openapi`.
 
-use crate::args::{ClientOpts, DlqCmd, Format, NodesArgs, QueueCmd};
+use crate::args::{ClientOpts, DlqCmd, DlqSelection, Format, NodesArgs, QueueCmd};
 use crate::client::Client;
 use crate::output::{self, Table, cell, list, time};
 use serde_json::{Value, json};
@@ -10,17 +10,15 @@ use serde_json::{Value, json};
 pub async fn dlq(cmd: DlqCmd) -> anyhow::Result<()> {
     match cmd {
         DlqCmd::List {
-            flow,
-            node,
+            select,
             limit,
+            before,
             client,
         } => {
             let c = Client::new(&client.url)?;
-            let query = [
-                ("flow", flow),
-                ("node", node),
-                ("limit", limit.map(|l| l.to_string())),
-            ];
+            let mut query = selection_query(&select)?;
+            query.push(("limit", limit.map(|l| l.to_string())));
+            query.push(("before", before));
             let dead = c.get(&["v1", "dlq"], &query).await?;
             if client.output == Format::Json {
                 output::print_json(&dead);
@@ -38,6 +36,9 @@ pub async fn dlq(cmd: DlqCmd) -> anyhow::Result<()> {
                 ]);
             }
             table.print();
+            if let Some(next) = dead["next"].as_str() {
+                eprintln!("more: add --before {next}");
+            }
             Ok(())
         }
         DlqCmd::Replay {
@@ -57,40 +58,31 @@ pub async fn dlq(cmd: DlqCmd) -> anyhow::Result<()> {
             Ok(())
         }
         DlqCmd::Replay {
-            flow,
-            by_node,
+            select,
             limit,
+            client,
+            ..
+        } => bulk(&client, &select, limit, Bulk::Replay).await,
+        DlqCmd::Discard {
+            run_id: Some(run_id),
+            node: Some(node),
             client,
             ..
         } => {
             let c = Client::new(&client.url)?;
-            let body = json!({"flow": flow, "node": by_node, "limit": limit});
-            let body = Value::Object(
-                body.as_object()
-                    .into_iter()
-                    .flatten()
-                    .filter(|(_, v)| !v.is_null())
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            );
-            let answer = c.post(&["v1", "dlq", "replay"], &body).await?;
-            let items = list(&answer, "replayed");
+            let answer = c.delete(&["v1", "dlq", &run_id, &node]).await?;
             if client.output == Format::Json {
                 output::print_json(&answer);
-            } else {
-                let mut table = Table::new(&["RUN", "NODE", "REPLAYED", "ERROR"]);
-                for i in items {
-                    table.row(vec![
-                        cell(&i["run_id"]),
-                        cell(&i["node"]),
-                        cell(&i["replayed"]),
-                        super::batch::item_error(i),
-                    ]);
-                }
-                table.print();
             }
-            super::batch::finish(items, "replayed")
+            eprintln!("discarded node {node} of run {run_id}; the run stays failed");
+            Ok(())
         }
+        DlqCmd::Discard {
+            select,
+            limit,
+            client,
+            ..
+        } => bulk(&client, &select, limit, Bulk::Discard).await,
         DlqCmd::Show {
             run_id,
             node,
@@ -123,20 +115,126 @@ pub async fn dlq(cmd: DlqCmd) -> anyhow::Result<()> {
             output::print_stdout(&text);
             Ok(())
         }
-        DlqCmd::Discard {
-            run_id,
-            node,
-            client,
-        } => {
-            let c = Client::new(&client.url)?;
-            let answer = c.delete(&["v1", "dlq", &run_id, &node]).await?;
-            if client.output == Format::Json {
-                output::print_json(&answer);
-            }
-            eprintln!("discarded node {node} of run {run_id}; the run stays failed");
-            Ok(())
+    }
+}
+
+/// A bulk action on the dead-letter queue.
+#[derive(Clone, Copy)]
+enum Bulk {
+    Replay,
+    Discard,
+}
+
+impl Bulk {
+    fn path(self) -> &'static str {
+        match self {
+            Bulk::Replay => "replay",
+            Bulk::Discard => "discard",
         }
     }
+    fn done(self) -> &'static str {
+        match self {
+            Bulk::Replay => "replayed",
+            Bulk::Discard => "discarded",
+        }
+    }
+}
+
+/// Acts on every dead task the selection matches (at most `limit`), a page of up to 1,000
+/// per request, following the server's cursor, with a progress line per page on stderr.
+/// Prints the items that failed (or, as JSON, a summary); exit 1 if any did.
+async fn bulk(
+    client: &ClientOpts,
+    select: &DlqSelection,
+    limit: Option<u64>,
+    action: Bulk,
+) -> anyhow::Result<()> {
+    let c = Client::new(&client.url)?;
+    let mut body = serde_json::Map::new();
+    for (key, value) in selection_query(select)? {
+        if let Some(v) = value {
+            body.insert(key.into(), Value::String(v));
+        }
+    }
+    let (mut done, mut failed, mut matched) = (0u64, Vec::new(), None);
+    loop {
+        let want = limit.map_or(1000, |l| (l - done).min(1000));
+        if want == 0 {
+            break;
+        }
+        body.insert("limit".into(), json!(want));
+        let answer = c
+            .post(&["v1", "dlq", action.path()], &Value::Object(body.clone()))
+            .await?;
+        let items = list(&answer, action.done());
+        let total = *matched.get_or_insert(answer["matched"].as_u64().unwrap_or(0));
+        done += items.len() as u64;
+        failed.extend(items.iter().filter(|i| !i["error"].is_null()).cloned());
+        eprintln!(
+            "{} {} of {total} matched, {} failed",
+            action.done(),
+            done - failed.len() as u64,
+            failed.len()
+        );
+        match answer["next"].as_str() {
+            Some(next) if !items.is_empty() => {
+                body.insert("before".into(), Value::String(next.into()));
+            }
+            _ => break,
+        }
+    }
+    if client.output == Format::Json {
+        output::print_json(&json!({
+            "matched": matched.unwrap_or(0),
+            action.done(): done - failed.len() as u64,
+            "failed": failed,
+        }));
+    } else if !failed.is_empty() {
+        let mut table = Table::new(&["RUN", "NODE", "ERROR"]);
+        for i in &failed {
+            table.row(vec![
+                cell(&i["run_id"]),
+                cell(&i["node"]),
+                super::batch::item_error(i),
+            ]);
+        }
+        table.print();
+    }
+    if !failed.is_empty() {
+        return Err(crate::Failed(1).into());
+    }
+    Ok(())
+}
+
+/// The selection as query fields of the API (`--since`/`--until` ages become times).
+fn selection_query(s: &DlqSelection) -> anyhow::Result<Vec<(&'static str, Option<String>)>> {
+    Ok(vec![
+        ("flow", s.flow.clone()),
+        ("node", s.by_node.clone()),
+        ("error", s.error.clone()),
+        (
+            "dead_after",
+            s.since.as_deref().map(point_in_time).transpose()?,
+        ),
+        (
+            "dead_before",
+            s.until.as_deref().map(point_in_time).transpose()?,
+        ),
+    ])
+}
+
+/// An RFC 3339 time as given, or an age (`2h`, `30m`) as the time that long ago.
+fn point_in_time(t: &str) -> anyhow::Result<String> {
+    if chrono::DateTime::parse_from_rfc3339(t).is_ok() {
+        return Ok(t.to_string());
+    }
+    let age = weft_core::duration::parse(t).map_err(|e| {
+        anyhow::anyhow!(
+            "{t:?} is neither an RFC 3339 time (2026-11-22T15:00:00Z) nor an age (2h): {e}"
+        )
+    })?;
+    let at = chrono::Utc::now() - chrono::Duration::from_std(age)?;
+    Ok(at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
 /// Runs a `weft queue` subcommand.

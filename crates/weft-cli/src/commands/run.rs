@@ -1,4 +1,4 @@
-//! `weft run start|get|list|cancel|retry|tasks|start-batch`.
+//! `weft run start|get|explain|list|cancel|retry|tasks|start-batch`.
 
 use super::read_input;
 use crate::Failed;
@@ -22,6 +22,8 @@ pub async fn run(cmd: RunCmd) -> anyhow::Result<()> {
             input,
             version,
             idempotency_key,
+            at,
+            delay,
             wait,
             client,
         } => {
@@ -32,7 +34,44 @@ pub async fn run(cmd: RunCmd) -> anyhow::Result<()> {
             if let Some(k) = idempotency_key {
                 body["idempotency_key"] = k.into();
             }
+            if let Some(at) = at {
+                body["start_at"] = at.into();
+            }
+            if let Some(d) = delay {
+                body["delay"] = d.into();
+            }
             start(&body, wait, &client).await
+        }
+        RunCmd::Explain { id, client } => {
+            let c = Client::new(&client.url)?;
+            let answer = c.get(&["v1", "runs", &id, "explain"], &[]).await?;
+            if client.output == Format::Json {
+                output::print_json(&answer);
+                return Ok(());
+            }
+            let mut text = format!(
+                "run      {}\nflow     {}\nstate    {}\n{}\n",
+                cell(&answer["run_id"]),
+                cell(&answer["flow"]),
+                cell(&answer["state"]),
+                cell(&answer["summary"]),
+            );
+            let reasons = list(&answer, "reasons");
+            if !reasons.is_empty() {
+                let mut table = Table::new(&["NODE", "STATE", "WHY", "UNTIL"]).max_cell(200);
+                for r in reasons {
+                    table.row(vec![
+                        cell(&r["node"]),
+                        cell(&r["task_state"]),
+                        cell(&r["message"]),
+                        time(&r["until"]),
+                    ]);
+                }
+                text.push('\n');
+                text.push_str(&table.render());
+            }
+            output::print_stdout(&text);
+            Ok(())
         }
         RunCmd::Get { id, client } => {
             let c = Client::new(&client.url)?;

@@ -50,6 +50,16 @@ const ENV_KEYS: &[&str] = &[
     "WEFT_CLUSTER__WORKER_QUEUES",
     "WEFT_RETENTION__DAYS",
     "WEFT_RETENTION__EVERY",
+    "WEFT_EMAIL__HOST",
+    "WEFT_EMAIL__PORT",
+    "WEFT_EMAIL__TLS",
+    "WEFT_EMAIL__USERNAME",
+    "WEFT_EMAIL__PASSWORD",
+    "WEFT_EMAIL__PASSWORD_ENV",
+    "WEFT_EMAIL__FROM",
+    "WEFT_EMAIL__TLS_CA_FILE",
+    "WEFT_EMAIL__POOL_SIZE",
+    "WEFT_EMAIL__COMMAND_TIMEOUT",
 ];
 
 impl Config {
@@ -93,6 +103,7 @@ impl Config {
                 "WEFT_EVENTS__SUBSCRIBER_LAG" => {
                     self.events.subscriber_lag = parse_number(key, value)?
                 }
+                k if k.starts_with("WEFT_EMAIL__") => self.email.apply_env(k, value)?,
                 k if k.starts_with("WEFT_LIMITS__") => {
                     let rate = parse_rate(value).map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
                     match &k["WEFT_LIMITS__".len()..] {
@@ -144,7 +155,7 @@ fn bare_key(key: &str) -> &str {
     key.strip_prefix("WEFT_").unwrap_or(key)
 }
 
-fn unknown_env(key: &str) -> String {
+pub(super) fn unknown_env(key: &str) -> String {
     let allowed: Vec<&str> = ENV_KEYS.iter().chain(ENV_NOT_CONFIG).copied().collect();
     // Compared without the shared prefix, which would make every name look alike.
     let hint = weft_core::closest(bare_key(key), allowed.iter().map(|k| bare_key(k)))

@@ -154,3 +154,90 @@ fn a_lone_node_needing_something_says_there_is_nothing_to_need() {
         "{i:?}"
     );
 }
+
+#[test]
+fn concurrency_and_rate_limits_compile_with_node_overriding_the_default() {
+    let spec = parse_flow(
+        "name: f\ndefaults:\n  concurrency: {key: 'c:{{ input.c }}', limit: 5}\nnodes:\n  a: {type: noop}\n  b:\n    type: noop\n    concurrency: {key: 'api', limit: 2}\n    rate_limit: {limit: 10, per: 1s, key: '{{ run.flow }}'}\n",
+    )
+    .unwrap();
+    let flow = compile(&spec).unwrap();
+    let a = flow.nodes[0].concurrency.as_ref().unwrap();
+    assert_eq!((a.key.as_str(), a.limit), ("c:{{ input.c }}", 5));
+    let b = &flow.nodes[1];
+    assert_eq!(b.concurrency.as_ref().unwrap().limit, 2);
+    let r = b.rate_limit.as_ref().unwrap();
+    assert_eq!((r.limit, r.per), (10, Duration::from_secs(1)));
+    assert!(flow.nodes[0].rate_limit.is_none());
+}
+
+#[test]
+fn zero_and_negative_limits_and_intervals_name_the_field() {
+    let i = issues(
+        "name: f\nnodes:\n  charge:\n    type: noop\n    concurrency: {key: k, limit: 0}\n    rate_limit: {limit: -3, per: 0s}\n",
+    );
+    assert!(
+        has(
+            &i,
+            "nodes.charge.concurrency.limit",
+            "must be at least 1, got 0"
+        ),
+        "{i:?}"
+    );
+    assert!(
+        has(
+            &i,
+            "nodes.charge.rate_limit.limit",
+            "must be at least 1, got -3"
+        ),
+        "{i:?}"
+    );
+    assert!(
+        has(
+            &i,
+            "nodes.charge.rate_limit.per",
+            "must be longer than zero"
+        ),
+        "{i:?}"
+    );
+    let i = issues("name: f\nnodes:\n  a: {type: noop, rate_limit: {limit: 1, per: -1s}}\n");
+    assert!(
+        has(&i, "nodes.a.rate_limit.per", "invalid duration"),
+        "{i:?}"
+    );
+    let i = issues(
+        "name: f\ndefaults: {concurrency: {key: k, limit: -1}}\nnodes:\n  a: {type: noop}\n",
+    );
+    assert!(
+        has(&i, "defaults.concurrency.limit", "must be at least 1"),
+        "{i:?}"
+    );
+    assert_eq!(i.len(), 1, "a default's problem is reported once: {i:?}");
+}
+
+#[test]
+fn bad_key_templates_name_the_field() {
+    let i = issues(
+        "name: f\nnodes:\n  u: {type: noop}\n  a:\n    type: noop\n    needs: [u]\n    concurrency: {key: '{{ nodes.u.id }}', limit: 1}\n    rate_limit: {limit: 1, per: 1s, key: '{{ input.x '}\n",
+    );
+    assert!(
+        has(
+            &i,
+            "nodes.a.concurrency.key",
+            "may read only `input` and `run`"
+        ),
+        "{i:?}"
+    );
+    assert!(
+        has(&i, "nodes.a.rate_limit.key", "template syntax error"),
+        "{i:?}"
+    );
+    let i = issues("name: f\nnodes:\n  a: {type: noop, concurrency: {key: '', limit: 1}}\n");
+    assert!(
+        has(&i, "nodes.a.concurrency.key", "must not be empty"),
+        "{i:?}"
+    );
+    let err = parse_flow("name: f\nnodes:\n  a: {type: noop, concurrency: {key: k, limt: 1}}\n")
+        .unwrap_err();
+    assert_eq!(err.issues[0].path, "nodes.a.concurrency.limt");
+}

@@ -115,6 +115,16 @@ impl HttpClient {
     }
 }
 
+/// The `host:port` a request to `url` goes to (the port defaulted from the scheme).
+pub(crate) fn target(url: &str) -> Option<String> {
+    let url = reqwest::Url::parse(url).ok()?;
+    Some(format!(
+        "{}:{}",
+        url.host_str()?,
+        url.port_or_known_default()?
+    ))
+}
+
 fn describe(e: &reqwest::Error) -> String {
     use std::error::Error;
     let mut msg = if e.is_timeout() {
@@ -129,4 +139,21 @@ fn describe(e: &reqwest::Error) -> String {
         src = s.source();
     }
     msg
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn target_is_host_and_port() {
+        assert_eq!(
+            super::target("https://api.example.com/v1?x=1").as_deref(),
+            Some("api.example.com:443")
+        );
+        assert_eq!(
+            super::target("http://127.0.0.1:8080/").as_deref(),
+            Some("127.0.0.1:8080")
+        );
+        assert_eq!(super::target("http://[::1]:9/").as_deref(), Some("[::1]:9"));
+        assert_eq!(super::target("not a url"), None);
+    }
 }

@@ -1,8 +1,15 @@
 //! Handlers for the built-in node types. Each takes the node's rendered parameters and
 //! returns an [`Outcome`]; timeouts, cancellation and panics are handled by the caller.
 
+mod adaptive;
+pub mod breaker;
+mod email;
+pub(crate) mod guard;
 mod http;
 
+pub use email::{
+    DEFAULT_SMTP_COMMAND_TIMEOUT, DEFAULT_SMTP_POOL_SIZE, EmailClient, EmailConfig, email_target,
+};
 pub use http::HttpClient;
 
 use serde_json::{Value, json};
@@ -41,14 +48,38 @@ fn parse_req<T: serde::de::DeserializeOwned>(params: &Value) -> Result<T, Outcom
     })
 }
 
+/// The `host:port` a node of `kind` with rendered `params` calls, for nodes that call a
+/// target (`http`, `email`): the key of its circuit breaker and latency window. `None` when
+/// the params do not parse (the attempt then fails on them).
+pub fn target(kind: NodeKind, params: &Value, email: &EmailClient) -> Option<String> {
+    match kind {
+        NodeKind::Http => http::target(&parse_req::<HttpParams>(params).ok()?.url),
+        NodeKind::Email => Some(email_target(
+            &email::parse_params(params).ok()?,
+            email.config(),
+        )),
+        _ => None,
+    }
+}
+
 /// Runs one attempt of a node of `kind`.
-pub async fn run(kind: NodeKind, input: NodeInput<'_>, http: &HttpClient) -> Outcome {
-    match exec(kind, input, http).await {
+pub async fn run(
+    kind: NodeKind,
+    input: NodeInput<'_>,
+    http: &HttpClient,
+    email: &EmailClient,
+) -> Outcome {
+    match exec(kind, input, http, email).await {
         Ok(o) | Err(o) => o,
     }
 }
 
-async fn exec(kind: NodeKind, input: NodeInput<'_>, http: &HttpClient) -> Result<Outcome, Outcome> {
+async fn exec(
+    kind: NodeKind,
+    input: NodeInput<'_>,
+    http: &HttpClient,
+    email: &EmailClient,
+) -> Result<Outcome, Outcome> {
     Ok(match kind {
         NodeKind::Noop | NodeKind::Delay => Outcome::Succeeded(Value::Null),
         NodeKind::Log => {
@@ -97,6 +128,10 @@ async fn exec(kind: NodeKind, input: NodeInput<'_>, http: &HttpClient) -> Result
         NodeKind::Http => {
             let p: HttpParams = parse_req(&input.params)?;
             http.call(&p).await
+        }
+        NodeKind::Email => {
+            let p = email::parse_params(&input.params)?;
+            email.send(&p, input.run_id, input.node).await
         }
         NodeKind::Subflow => {
             unreachable!("subflow nodes are started by the worker, not run as handlers")

@@ -102,22 +102,31 @@ macro_rules! outcome_update {
 }
 
 const SUCCEED: &str = outcome_update!(
-    "state = 'succeeded', output = u.text, error = NULL, finished_at = u.at",
+    "state = 'succeeded', output = u.text, error = NULL, finished_at = u.at,
+         deferred_reason = NULL, deferred_until = NULL",
     "'ready', 'running', 'suspended'"
 );
 const RETRY: &str = outcome_update!(
     "state = 'pending', attempt = t.attempt + 1, scheduled_at = u.at, error = u.text,
+         deferred_reason = NULL, deferred_until = NULL,
          attempts = coalesce(t.attempts, '[]'::jsonb) || jsonb_build_array(u.rec::jsonb)",
     "'ready', 'running', 'suspended'"
 );
 const KILL: &str = outcome_update!(
     "state = 'dead', error = u.text, finished_at = u.at, scheduled_at = NULL,
+         deferred_reason = NULL, deferred_until = NULL,
          attempts = coalesce(t.attempts, '[]'::jsonb) || jsonb_build_array(u.rec::jsonb)",
     "'ready', 'running', 'suspended'"
 );
 // Only the current attempt of a live task may start a child: suspend first, create after.
 const SUSPEND: &str = outcome_update!(
-    "state = 'suspended', child_run = u.text",
+    "state = 'suspended', child_run = u.text, deferred_reason = NULL, deferred_until = NULL",
+    "'ready', 'running'"
+);
+// The attempt was not made: same attempt, no attempt record (docs/decisions/0008).
+const DEFER: &str = outcome_update!(
+    "state = 'pending', scheduled_at = u.at, deferred_until = u.at, deferred_reason = u.text,
+         deferrals = t.deferrals + 1",
     "'ready', 'running'"
 );
 
@@ -135,7 +144,7 @@ const LOCK_RUNS: &str = "SELECT 1 FROM runs r JOIN unnest($1::text[], $2::int8[]
 /// applied results (NULLs, then the ordinal).
 const SUCCEED_LAST: &str = "WITH done AS (
          UPDATE tasks t SET state = 'succeeded', output = u.text, error = NULL, finished_at = u.at,
-             lease_owner = NULL, lease_until = NULL
+             lease_owner = NULL, lease_until = NULL, deferred_reason = NULL, deferred_until = NULL
          FROM unnest($1::text[], $2::int8[], $3::text[], $4::int4[], $5::text[], $6::int8[], $7::text[])
               WITH ORDINALITY AS u(run_id, ms, node, attempt, text, at, rec, i)
          WHERE t.run_id = u.run_id AND t.run_ms = u.ms AND t.node = u.node AND t.attempt = u.attempt
@@ -203,7 +212,7 @@ impl W<'_> {
         lock.dedup();
         let (mut lock_id, mut lock_ms): (Vec<&str>, Vec<i64>) = lock.into_iter().unzip();
 
-        let (mut ok, mut retry, mut kill, mut suspend): (Cols, Cols, Cols, Cols) =
+        let (mut ok, mut retry, mut kill, mut suspend, mut defer): (Cols, Cols, Cols, Cols, Cols) =
             Default::default();
         let mut dues = vec![None; batch.len()];
         for (i, r) in batch.iter().enumerate() {
@@ -243,6 +252,9 @@ impl W<'_> {
                 Outcome::StartChild(child) => {
                     Cols::push(&mut suspend, i, r, Some(child.id.clone()), None, None)
                 }
+                Outcome::Deferred { until, reason } => {
+                    Cols::push(&mut defer, i, r, Some(reason.clone()), Some(*until), None)
+                }
             }
         }
         let mut applied = vec![false; batch.len()];
@@ -251,6 +263,7 @@ impl W<'_> {
         let last = retry.run.is_empty()
             && kill.run.is_empty()
             && suspend.run.is_empty()
+            && defer.run.is_empty()
             && batch
                 .iter()
                 .all(|r| r.flow.nodes[r.idx].successors.is_empty());
@@ -289,6 +302,7 @@ impl W<'_> {
             (RETRY, &retry),
             (KILL, &kill),
             (SUSPEND, &suspend),
+            (DEFER, &defer),
         ] {
             let cols: &Cols = cols;
             if cols.run.is_empty() {
@@ -370,6 +384,15 @@ impl W<'_> {
                         .push(Change::Task(change(TaskState::Suspended)));
                     deltas.add(&r.run, r.ms, 0, 0, at);
                     children.push((r.run.clone(), r.ms, node.name.clone(), *child));
+                }
+                Outcome::Deferred { until, reason } => {
+                    self.fx.changes.push(Change::Task(TaskChange {
+                        error: Some(reason),
+                        next_attempt_at: Some(until),
+                        ..change(TaskState::Pending)
+                    }));
+                    due(&mut self.fx, until);
+                    deltas.add(&r.run, r.ms, 0, 0, at);
                 }
             }
         }

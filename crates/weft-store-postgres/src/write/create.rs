@@ -3,7 +3,6 @@
 use super::{W, due};
 use crate::conv::{col, exec, rows, run_ms, to_text};
 use std::collections::HashMap;
-use weft_core::nodes::NodeKind;
 use weft_core::time::Millis;
 use weft_store::*;
 
@@ -113,7 +112,7 @@ impl W<'_> {
         for r in &new {
             let flow = &r.flow;
             let ms = run_ms(&r.id);
-            let state = flow.initial_run_state();
+            let state = r.initial_state();
             r_id.push(r.id.as_str());
             r_ms.push(ms);
             r_flow.push(flow.name());
@@ -133,13 +132,10 @@ impl W<'_> {
             });
             for (idx, node) in flow.nodes.iter().enumerate() {
                 let is_root = node.needs.is_empty();
-                let (state, at) = match (is_root, node.kind) {
+                let (state, at) = match (is_root, is_root.then(|| r.root_due(node)).flatten()) {
                     (false, _) => ("waiting", None),
-                    (true, NodeKind::Delay) => (
-                        "pending",
-                        Some(r.created_at + node.delay.unwrap_or_default().as_millis() as Millis),
-                    ),
-                    (true, _) => ("ready", None),
+                    (true, Some(due)) => ("pending", Some(due)),
+                    (true, None) => ("ready", None),
                 };
                 t_run.push(r.id.as_str());
                 t_ms.push(ms);

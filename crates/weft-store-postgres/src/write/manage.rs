@@ -335,3 +335,56 @@ pub(crate) async fn dlq_discard(store: &PostgresStore, run: &str, node: &str) ->
     w.commit().await?;
     Ok(())
 }
+
+/// The sweeper's repair: a live run whose counters disagree with its tasks gets the true
+/// counts (and finishes, resuming its parent, when nothing can run any more). The run's
+/// row is locked first, as completions lock it, so a completion in flight either committed
+/// before the count or applies its own change on top of the corrected counters.
+pub(crate) async fn run_recount(store: &PostgresStore, run: &str) -> StoreResult<Effects> {
+    let mut client = store.client().await?;
+    let mut w = W::begin(&mut client, store).await?;
+    let ms = run_ms(run);
+    let found = row(
+        &w.tx,
+        "SELECT active, dead FROM runs WHERE id = $1 AND id_ms = $2 AND state IN ('queued', 'running') FOR UPDATE",
+        &[&run, &ms],
+    )
+    .await?;
+    let Some(found) = found else {
+        return w.commit().await;
+    };
+    let (active, dead): (i32, i32) = (col(&found, 0)?, col(&found, 1)?);
+    let counts = row(
+        &w.tx,
+        "SELECT count(*) FILTER (WHERE state IN ('pending', 'ready', 'running', 'suspended')),
+                count(*) FILTER (WHERE state = 'dead')
+         FROM tasks WHERE run_id = $1 AND run_ms = $2",
+        &[&run, &ms],
+    )
+    .await?
+    .ok_or_else(|| StoreError::Corrupt(format!("no task count for run {run}")))?;
+    let (live, dead_tasks): (i64, i64) = (col(&counts, 0)?, col(&counts, 1)?);
+    if (i64::from(active), i64::from(dead)) != (live, dead_tasks) {
+        tracing::warn!(
+            run,
+            active,
+            live,
+            dead,
+            dead_tasks,
+            "repairing a run's counters"
+        );
+        let mut deltas = super::dag::Deltas::default();
+        let id: super::RunId = std::sync::Arc::from(run);
+        deltas.add(
+            &id,
+            ms,
+            (live - i64::from(active)) as i32,
+            (dead_tasks - i64::from(dead)) as i32,
+            store.now(),
+        );
+        let parents = w.adjust_runs(deltas).await?;
+        let batch = w.parent_results(parents).await?;
+        w.apply(batch).await?;
+    }
+    w.commit().await
+}

@@ -16,11 +16,12 @@ mod dag;
 mod finish;
 mod manage;
 mod members;
+pub(crate) mod schedules;
 
 pub(crate) use claims::{
     leader_acquire, leader_get, leader_release, task_claim, task_heartbeat, task_reap, task_release,
 };
-pub(crate) use manage::{dlq_discard, dlq_replay, promote_due, run_cancel};
+pub(crate) use manage::{dlq_discard, dlq_replay, promote_due, run_cancel, run_recount};
 pub(crate) use members::{member_beat, member_list};
 
 use crate::PostgresStore;

@@ -28,6 +28,7 @@ pub fn runs(flow: &Arc<CompiledFlow>, n: usize) -> Vec<NewRun> {
             idempotency_key: None,
             parent: None,
             created_at: 0,
+            start_at: None,
         })
         .collect()
 }

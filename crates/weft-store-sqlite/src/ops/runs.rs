@@ -40,25 +40,21 @@ impl W {
                     parent_node,
                     flow.roots.len() as i64,
                     run.created_at,
-                    flow.initial_run_state().as_str()
+                    run.initial_state().as_str()
                 ])
             }))?;
         fx.changes.push(Change::RunCreated {
             run_id: run.id.clone(),
             flow: flow.name().to_string(),
-            state: flow.initial_run_state(),
+            state: run.initial_state(),
             at: run.created_at,
         });
-        let now = run.created_at;
         for (idx, node) in flow.nodes.iter().enumerate() {
             let is_root = node.needs.is_empty();
-            let (state, due) = match (is_root, node.kind) {
+            let (state, due) = match (is_root, is_root.then(|| run.root_due(node)).flatten()) {
                 (false, _) => ("waiting", None),
-                (true, NodeKind::Delay) => (
-                    "pending",
-                    Some(now + node.delay.unwrap_or_default().as_millis() as Millis),
-                ),
-                (true, _) => ("ready", None),
+                (true, Some(due)) => ("pending", Some(due)),
+                (true, None) => ("ready", None),
             };
             db(self
                 .conn

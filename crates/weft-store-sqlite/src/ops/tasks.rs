@@ -47,7 +47,7 @@ impl W {
                     .conn
                     .prepare_cached(
                         "UPDATE tasks SET state = 'succeeded', output = ?4, error = NULL, finished_at = ?5,
-                             lease_owner = NULL, lease_until = NULL
+                             lease_owner = NULL, lease_until = NULL, deferred_reason = NULL, deferred_until = NULL
                          WHERE run_id = ?1 AND node = ?2 AND attempt = ?3 AND state IN ('ready', 'running', 'suspended')",
                     )
                     .and_then(|mut s| s.execute(params![key.run, node.name, attempt, text, finished_at])))?;
@@ -75,7 +75,7 @@ impl W {
                         .conn
                         .prepare_cached(
                             "UPDATE tasks SET state = 'pending', attempt = attempt + 1, scheduled_at = ?4, error = ?5,
-                                 lease_owner = NULL, lease_until = NULL,
+                                 lease_owner = NULL, lease_until = NULL, deferred_reason = NULL, deferred_until = NULL,
                                  attempts = json_insert(coalesce(attempts, '[]'), '$[#]', json(?6))
                              WHERE run_id = ?1 AND node = ?2 AND attempt = ?3 AND state IN ('ready', 'running', 'suspended')",
                         )
@@ -95,7 +95,7 @@ impl W {
                     .conn
                     .prepare_cached(
                         "UPDATE tasks SET state = 'dead', error = ?4, finished_at = ?5, scheduled_at = NULL,
-                             lease_owner = NULL, lease_until = NULL,
+                             lease_owner = NULL, lease_until = NULL, deferred_reason = NULL, deferred_until = NULL,
                              attempts = json_insert(coalesce(attempts, '[]'), '$[#]', json(?6))
                          WHERE run_id = ?1 AND node = ?2 AND attempt = ?3 AND state IN ('ready', 'running', 'suspended')",
                     )
@@ -114,7 +114,8 @@ impl W {
                 let n = db(self
                     .conn
                     .prepare_cached(
-                        "UPDATE tasks SET state = 'suspended', child_run = ?4, lease_owner = NULL, lease_until = NULL
+                        "UPDATE tasks SET state = 'suspended', child_run = ?4, lease_owner = NULL, lease_until = NULL,
+                             deferred_reason = NULL, deferred_until = NULL
                          WHERE run_id = ?1 AND node = ?2 AND attempt = ?3 AND state IN ('ready', 'running')",
                     )
                     .and_then(|mut s| s.execute(params![key.run, node.name, attempt, child.id])))?;
@@ -132,6 +133,27 @@ impl W {
                         .and_then(|mut s| s.execute(params![key.run, node.name, created.id])))?;
                 }
                 self.run_adjust(key.run, 0, 0, finished_at, fx)
+            }
+            Outcome::Deferred { until, reason } => {
+                // Same attempt, no attempt record: nothing was tried (docs/decisions/0008).
+                let n = db(self
+                    .conn
+                    .prepare_cached(
+                        "UPDATE tasks SET state = 'pending', scheduled_at = ?4, deferred_until = ?4, deferred_reason = ?5,
+                             deferrals = deferrals + 1, lease_owner = NULL, lease_until = NULL
+                         WHERE run_id = ?1 AND node = ?2 AND attempt = ?3 AND state IN ('ready', 'running')",
+                    )
+                    .and_then(|mut s| s.execute(params![key.run, node.name, attempt, until, reason])))?;
+                if n > 0 {
+                    fx.changes.push(Change::Task(TaskChange {
+                        error: Some(reason),
+                        next_attempt_at: Some(until),
+                        ..new_change(key, idx, TaskState::Pending, attempt, finished_at)
+                    }));
+                    fx.next_due = Some(fx.next_due.map_or(until, |d: Millis| d.min(until)));
+                    self.run_adjust(key.run, 0, 0, finished_at, fx)?;
+                }
+                Ok(())
             }
         }
     }
@@ -228,6 +250,40 @@ impl W {
                 .and_then(|mut s| s.execute(params![key.run, node.name])))?;
             fx.ready
                 .push(ReadyTask::of(key.run, key.flow, key.version, node, 1));
+        }
+        Ok(())
+    }
+
+    /// The sweeper's repair: gives a live run the counts of its live and dead tasks when
+    /// its counters disagree (finishing it when nothing can run any more).
+    pub(crate) fn run_recount(&mut self, run: &str, fx: &mut Effects) -> R<()> {
+        let counts: Option<(i64, i64, i64, i64)> = db(self
+            .conn
+            .prepare_cached(
+                "SELECT r.active, r.dead,
+                    (SELECT count(*) FROM tasks t WHERE t.run_id = r.id
+                       AND t.state IN ('pending', 'ready', 'running', 'suspended')),
+                    (SELECT count(*) FROM tasks t WHERE t.run_id = r.id AND t.state = 'dead')
+                 FROM runs r WHERE r.id = ?1 AND r.state IN ('queued', 'running')",
+            )
+            .and_then(|mut s| {
+                s.query_row([run], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                    .optional()
+            }))?;
+        let Some((active, dead, live, dead_tasks)) = counts else {
+            return Ok(());
+        };
+        if (active, dead) != (live, dead_tasks) {
+            tracing::warn!(
+                run,
+                active,
+                live,
+                dead,
+                dead_tasks,
+                "repairing a run's counters"
+            );
+            let now = self.now();
+            self.run_adjust(run, live - active, dead_tasks - dead, now, fx)?;
         }
         Ok(())
     }

@@ -4,7 +4,7 @@
 use super::fixture::{
     T0, assert_refused, detail, fail, flow, names, ready, snapshot, start, succeed, task,
 };
-use crate::{AttemptRecord, DlqFilter, DynStore, StoreError};
+use crate::{AttemptRecord, DlqCursor, DlqFilter, DynStore, StoreError};
 use serde_json::json;
 use weft_core::{RunState, TaskState};
 
@@ -145,6 +145,115 @@ pub async fn list_newest_first(store: DynStore) {
         ..DlqFilter::default()
     };
     assert_eq!(runs(dead(&store, top).await), vec![newest, middle]);
+}
+
+/// Kills every node of a new run of `yaml` at `at` with `error`; returns the run id.
+async fn dead_with(store: &DynStore, yaml: &str, at: i64, error: &str) -> String {
+    let f = flow(store, yaml).await;
+    let (id, fx) = start(store, f.run(json!(null), T0)).await;
+    for t in fx.ready {
+        fail(store, &t, at, error, false).await;
+    }
+    id
+}
+
+/// The error-text filter matches a substring regardless of ASCII case; the time bounds
+/// take dead times at or after `dead_after` and strictly before `dead_before`; the count
+/// agrees with the list.
+pub async fn list_filters_by_error_text_and_time(store: DynStore) {
+    let one = "name: one\nnodes:\n  x: {type: fail}\n";
+    let two = "name: two\nnodes:\n  x: {type: fail}\n";
+    let three = "name: three\nnodes:\n  x: {type: fail}\n";
+    let timeout = dead_with(&store, one, T0 + 100, "upstream Timed Out after 30s").await;
+    let refused = dead_with(&store, two, T0 + 200, "connection refused").await;
+    let late = dead_with(&store, three, T0 + 300, "TIMED OUT again").await;
+    let pair = |r: &str| (r.to_string(), "x".to_string());
+    let text = |t: &str| DlqFilter {
+        error_contains: Some(t.into()),
+        ..DlqFilter::default()
+    };
+    assert_eq!(
+        dead(&store, text("timed out")).await,
+        vec![pair(&late), pair(&timeout)]
+    );
+    assert_eq!(dead(&store, text("REFUSED")).await, vec![pair(&refused)]);
+    assert!(dead(&store, text("disk full")).await.is_empty());
+    let window = DlqFilter {
+        dead_after: Some(T0 + 200),
+        dead_before: Some(T0 + 300),
+        ..DlqFilter::default()
+    };
+    assert_eq!(dead(&store, window.clone()).await, vec![pair(&refused)]);
+    let both = DlqFilter {
+        dead_after: Some(T0 + 150),
+        ..text("out")
+    };
+    assert_eq!(dead(&store, both.clone()).await, vec![pair(&late)]);
+    for (filter, n) in [
+        (text("timed out"), 2),
+        (window, 1),
+        (both, 1),
+        (DlqFilter::default(), 3),
+    ] {
+        assert_eq!(
+            store.dlq_count(&filter).await.expect("dlq_count"),
+            n,
+            "{filter:?}"
+        );
+    }
+}
+
+/// Paging with the cursor visits every dead task once, in list order, even when several
+/// share a dead time; the count ignores the cursor.
+pub async fn cursor_pages_through_every_dead_task_once(store: DynStore) {
+    let mut expected = Vec::new();
+    for (i, name) in ["p1", "p2", "p3", "p4"].iter().enumerate() {
+        let yaml = format!("name: {name}\nnodes:\n  a: {{type: fail}}\n  b: {{type: fail}}\n");
+        // Two runs share each dead time, and each run has two dead nodes.
+        let at = T0 + 100 * (i as i64 / 2);
+        expected.push(dead_with(&store, &yaml, at, "boom").await);
+    }
+    let all = store
+        .dlq_list(&DlqFilter {
+            limit: 1000,
+            ..DlqFilter::default()
+        })
+        .await
+        .expect("dlq_list");
+    assert_eq!(all.len(), 8);
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .dlq_list(&DlqFilter {
+                limit: 3,
+                after: after.clone(),
+                ..DlqFilter::default()
+            })
+            .await
+            .expect("dlq_list page");
+        assert!(page.len() <= 3);
+        let Some(last) = page.last() else { break };
+        after = Some(DlqCursor::after(last));
+        assert_eq!(
+            DlqCursor::decode(&after.as_ref().unwrap().encode()),
+            after,
+            "the cursor token round-trips"
+        );
+        seen.extend(page.into_iter().map(|d| (d.run_id, d.node)));
+    }
+    let listed: Vec<_> = all.into_iter().map(|d| (d.run_id, d.node)).collect();
+    assert_eq!(seen, listed, "pages concatenate to the full list");
+    let mut runs: Vec<_> = seen.iter().map(|(r, _)| r.clone()).collect();
+    runs.sort();
+    runs.dedup();
+    expected.sort();
+    assert_eq!(runs, expected);
+    let filtered = DlqFilter {
+        after,
+        ..DlqFilter::default()
+    };
+    assert_eq!(store.dlq_count(&filtered).await.expect("dlq_count"), 8);
 }
 
 /// Replay makes the task ready at attempt 1 and the run running again, no longer failed.

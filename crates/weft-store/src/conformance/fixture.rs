@@ -46,6 +46,7 @@ impl Flow {
             idempotency_key: None,
             parent: None,
             created_at,
+            start_at: None,
         }
     }
 

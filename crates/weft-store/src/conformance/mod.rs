@@ -33,19 +33,23 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 pub mod cancel;
 pub mod claims;
+pub mod deferred;
 pub mod dlq;
 pub mod events;
 mod fixture;
 pub mod flows;
 pub mod keys;
 pub mod lifecycle;
+pub mod limits;
 pub mod manage;
 pub mod members;
 pub mod queues;
 pub mod retention;
 pub mod retries;
 pub mod runs;
+pub mod schedules;
 pub mod subflows;
+pub mod sweep;
 pub mod tasks;
 
 /// A fresh store for one case, with whatever must outlive it (a temp dir, a schema guard).
@@ -140,6 +144,7 @@ macro_rules! conformance_tests {
             runs {
                 create_reports_roots_ready,
                 create_schedules_root_delay,
+                create_with_start_time_waits_for_it,
                 idempotency_key_returns_existing_run,
                 idempotency_key_is_scoped_to_flow,
                 get_lists_tasks_in_flow_order,
@@ -170,12 +175,23 @@ macro_rules! conformance_tests {
                 run_fails_only_after_other_work_drains,
                 delay_waits_until_due,
             }
+            deferred {
+                deferred_task_waits_with_its_reason,
+                promote_due_readies_the_same_attempt_after_until,
+                deferrals_leave_the_retry_budget_unchanged,
+                success_after_deferral_clears_it,
+                stale_deferral_is_ignored,
+                cancelled_task_shows_no_deferral,
+            }
             subflows {
                 start_child_suspends_parent_and_readies_child,
                 child_success_resumes_parent_with_outputs,
                 child_failure_retries_parent_task,
                 child_failure_kills_parent_task_without_retries,
                 stale_start_child_is_ignored,
+            }
+            sweep {
+                a_consistent_store_has_nothing_to_repair,
             }
             cancel {
                 cancel_marks_unfinished_tasks_and_run,
@@ -190,6 +206,8 @@ macro_rules! conformance_tests {
                 dead_task_listed_with_attempts,
                 list_filters_by_flow_and_node,
                 list_newest_first,
+                list_filters_by_error_text_and_time,
+                cursor_pages_through_every_dead_task_once,
                 replay_readies_task_and_resumes_run,
                 replayed_task_can_finish_run,
                 replay_of_live_task_is_rejected,
@@ -199,6 +217,9 @@ macro_rules! conformance_tests {
                 empty_store_has_no_queues,
                 put_list_round_trip,
                 put_overwrites,
+            }
+            limits {
+                put_replace_list_delete,
             }
             keys {
                 empty_store_has_no_keys,
@@ -245,6 +266,17 @@ macro_rules! conformance_tests {
                 flow_delete_conflicts_while_a_task_is_dead,
                 run_list_filters_by_creation_time,
                 discard_cancels_dead_task_of_failed_run,
+            }
+            schedules {
+                put_get_list_round_trip,
+                fire_due_creates_one_run_per_tick_and_advances,
+                a_tick_never_creates_two_runs,
+                paused_schedules_do_not_fire,
+                misfire_skip_fires_only_the_latest_tick,
+                misfire_catch_up_fires_at_most_n,
+                trigger_starts_a_run_now,
+                tick_of_a_missing_flow_reports_and_advances,
+                delete_removes_the_schedule,
             }
             retention {
                 prune_removes_finished_runs_of_old_days,

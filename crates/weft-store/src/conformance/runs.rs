@@ -91,6 +91,67 @@ pub async fn create_schedules_root_delay(store: DynStore) {
     assert_eq!(task(&d, "after").state, TaskState::Ready);
 }
 
+/// A run created with a later start is `queued` with every root waiting as a timer: a
+/// plain root until the start, a `delay` root until the start plus its duration. Nothing
+/// is ready before the start; at the start the plain root is, and the run is unchanged
+/// otherwise. A start time not after creation is no delay at all.
+pub async fn create_with_start_time_waits_for_it(store: DynStore) {
+    let f = flow(&store, LATER).await;
+    let at = T0 + 60_000;
+    let (id, fx) = start(
+        &store,
+        crate::NewRun {
+            start_at: Some(at),
+            ..f.run(json!(null), T0)
+        },
+    )
+    .await;
+    assert!(
+        fx.ready.is_empty(),
+        "nothing ready before the start: {:?}",
+        names(&fx)
+    );
+    assert_eq!(fx.next_due, Some(at), "the start is the earliest timer");
+    let d = detail(&store, &id).await;
+    assert_eq!(
+        d.run.state,
+        RunState::Queued,
+        "a delayed run has not started"
+    );
+    assert_eq!(task(&d, "go").state, TaskState::Pending);
+    assert_eq!(task(&d, "go").scheduled_at, Some(at));
+    assert_eq!(
+        task(&d, "wait").scheduled_at,
+        Some(at + 5_000),
+        "the delay counts from the start"
+    );
+    assert_eq!(task(&d, "after").state, TaskState::Waiting);
+
+    let early = store.task_promote_due(at - 1).await.expect("promote early");
+    assert!(early.ready.is_empty(), "not due yet: {:?}", names(&early));
+    let fx = store.task_promote_due(at).await.expect("promote at start");
+    assert_eq!(names(&fx), vec![(id.clone(), "go".into(), 1)]);
+    let fx = store
+        .task_promote_due(at + 5_000)
+        .await
+        .expect("promote the delay");
+    assert_eq!(names(&fx), vec![(id.clone(), "after".into(), 1)]);
+
+    let (now, fx) = start(
+        &store,
+        crate::NewRun {
+            start_at: Some(T0 - 1),
+            ..f.run(json!(null), T0)
+        },
+    )
+    .await;
+    assert_eq!(
+        names(&fx),
+        vec![(now, "go".into(), 1)],
+        "a past start is now"
+    );
+}
+
 /// A repeated idempotency key returns the first run, creates nothing and readies nothing,
 /// also within one batch.
 pub async fn idempotency_key_returns_existing_run(store: DynStore) {

@@ -52,7 +52,7 @@ async fn start_child(
 }
 
 /// A parent run of [`PARENT`] whose `sub` task has started a child; returns both ids.
-async fn suspended(store: &DynStore) -> (String, String, Effects) {
+pub(crate) async fn suspended(store: &DynStore) -> (String, String, Effects) {
     let child = flow(store, CHILD).await;
     let parent = flow(store, PARENT).await;
     let (pid, fx) = start(store, parent.run(json!({"p": 1}), T0)).await;

@@ -1,0 +1,6 @@
+-- Run-time limits of concurrency keys (see weft_store::LimitStore, docs/decisions/0009).
+CREATE TABLE key_limits (
+    key         TEXT   NOT NULL PRIMARY KEY,
+    concurrency INT4   NOT NULL CHECK (concurrency >= 1),
+    updated_at  INT8   NOT NULL
+);

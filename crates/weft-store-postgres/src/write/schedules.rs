@@ -1,0 +1,301 @@
+//! Schedules. The fire step locks the due rows it takes (`FOR UPDATE SKIP LOCKED`), creates
+//! their runs through the batch create path and advances `next_fire_at`, all in one
+//! transaction: two processes firing at once take disjoint schedules, and the tick's
+//! idempotency key stops a duplicate run even if they did not.
+
+use super::W;
+use crate::PostgresStore;
+use crate::conv::{col, exec, row, rows, run_ms, to_text};
+use std::sync::{Arc, LazyLock};
+use tokio_postgres::Row;
+use weft_core::CompiledFlow;
+use weft_core::schedule::ScheduleSpec;
+use weft_core::time::Millis;
+use weft_store::schedules::{
+    PlanMemo, ScheduleCache, new_run_id, stored_schedule, tick_key, tick_run, unreadable,
+};
+use weft_store::*;
+
+/// Compiled schedules, shared by every store of the process (keyed by name and document).
+static CACHE: LazyLock<ScheduleCache> = LazyLock::new(ScheduleCache::default);
+
+const COLS: &str = "name, spec, paused, next_fire_at, last_fire_at, created_at, updated_at";
+
+fn to_record(r: &Row) -> StoreResult<ScheduleRecord> {
+    let name: String = col(r, 0)?;
+    let mut spec = stored_schedule(&name, &col::<String>(r, 1)?)?;
+    spec.paused = col(r, 2)?;
+    Ok(ScheduleRecord {
+        spec,
+        next_fire_at: col(r, 3)?,
+        last_fire_at: col(r, 4)?,
+        created_at: col(r, 5)?,
+        updated_at: col(r, 6)?,
+    })
+}
+
+pub(crate) async fn schedule_get(
+    c: &impl deadpool_postgres::GenericClient,
+    name: &str,
+) -> StoreResult<Option<ScheduleRecord>> {
+    let sql = format!("SELECT {COLS} FROM schedules WHERE name = $1");
+    row(c, &sql, &[&name])
+        .await?
+        .as_ref()
+        .map(to_record)
+        .transpose()
+}
+
+pub(crate) async fn schedule_list(
+    c: &impl deadpool_postgres::GenericClient,
+) -> StoreResult<Vec<ScheduleRecord>> {
+    let sql = format!("SELECT {COLS} FROM schedules ORDER BY name");
+    rows(c, &sql, &[]).await?.iter().map(to_record).collect()
+}
+
+pub(crate) async fn schedule_next_due(
+    c: &impl deadpool_postgres::GenericClient,
+) -> StoreResult<Option<Millis>> {
+    let r = row(
+        c,
+        "SELECT min(next_fire_at) FROM schedules WHERE NOT paused AND next_fire_at IS NOT NULL",
+        &[],
+    )
+    .await?;
+    match r {
+        Some(r) => col(&r, 0),
+        None => Ok(None),
+    }
+}
+
+pub(crate) async fn schedule_put(
+    store: &PostgresStore,
+    spec: &ScheduleSpec,
+    now: Millis,
+) -> StoreResult<(ScheduleRecord, bool)> {
+    let text = to_text(spec)?;
+    let compiled = CACHE.get(&spec.name, &text)?;
+    let mut client = store.client().await?;
+    let w = W::begin(&mut client, store).await?;
+    let sql = format!("SELECT {COLS} FROM schedules WHERE name = $1 FOR UPDATE");
+    let old = row(&w.tx, &sql, &[&spec.name])
+        .await?
+        .as_ref()
+        .map(to_record)
+        .transpose()?;
+    let next = match &old {
+        Some(o)
+            if o.spec.cron == spec.cron && o.spec.timezone == spec.timezone && !o.spec.paused =>
+        {
+            o.next_fire_at
+        }
+        _ => compiled.next_after(now),
+    };
+    let sql = format!(
+        "INSERT INTO schedules (name, spec, paused, next_fire_at, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $5)
+         ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, paused = excluded.paused,
+           next_fire_at = excluded.next_fire_at, updated_at = excluded.updated_at
+         RETURNING {COLS}"
+    );
+    let r = row(&w.tx, &sql, &[&spec.name, &text, &spec.paused, &next, &now])
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("upsert returned no row".into()))?;
+    let rec = to_record(&r)?;
+    w.commit().await?;
+    Ok((rec, old.is_none()))
+}
+
+pub(crate) async fn schedule_delete(store: &PostgresStore, name: &str) -> StoreResult<()> {
+    let client = store.client().await?;
+    if exec(&client, "DELETE FROM schedules WHERE name = $1", &[&name]).await? == 0 {
+        return Err(StoreError::NotFound(format!("schedule {name}")));
+    }
+    Ok(())
+}
+
+pub(crate) async fn schedule_set_paused(
+    store: &PostgresStore,
+    name: &str,
+    paused: bool,
+    now: Millis,
+) -> StoreResult<ScheduleRecord> {
+    let mut client = store.client().await?;
+    let w = W::begin(&mut client, store).await?;
+    let sql = format!("SELECT {COLS} FROM schedules WHERE name = $1 FOR UPDATE");
+    let old = row(&w.tx, &sql, &[&name])
+        .await?
+        .as_ref()
+        .map(to_record)
+        .transpose()?
+        .ok_or_else(|| StoreError::NotFound(format!("schedule {name}")))?;
+    let next = match (paused, old.spec.paused) {
+        (false, true) => old
+            .spec
+            .compile()
+            .map_err(|e| StoreError::Corrupt(format!("schedule {name}: {e}")))?
+            .next_after(now),
+        _ => old.next_fire_at,
+    };
+    let sql = format!(
+        "UPDATE schedules SET paused = $2, next_fire_at = $3, updated_at = $4 WHERE name = $1 RETURNING {COLS}"
+    );
+    let r = row(&w.tx, &sql, &[&name, &paused, &next, &now])
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("schedule {name}")))?;
+    let rec = to_record(&r)?;
+    w.commit().await?;
+    Ok(rec)
+}
+
+/// The flow a schedule's runs use: its pinned version, or the latest one.
+async fn schedule_flow(w: &W<'_>, spec: &ScheduleSpec) -> StoreResult<(Arc<CompiledFlow>, u32)> {
+    let version = match spec.version {
+        Some(v) => v,
+        None => {
+            let r = row(
+                &w.tx,
+                "SELECT max(version) FROM flows WHERE name = $1",
+                &[&spec.flow],
+            )
+            .await?;
+            let v: Option<i32> = match r {
+                Some(r) => col(&r, 0)?,
+                None => None,
+            };
+            v.ok_or_else(|| StoreError::NotFound(format!("flow {}", spec.flow)))? as u32
+        }
+    };
+    Ok((w.store.flow(&w.tx, &spec.flow, version).await?, version))
+}
+
+pub(crate) async fn schedule_fire_due(
+    store: &PostgresStore,
+    now: Millis,
+    limit: u32,
+) -> StoreResult<(Vec<FiredTick>, Effects)> {
+    // Run ids carry the wall-clock time, which picks their partition.
+    store.ensure_partitions([run_ms(&new_run_id())]).await?;
+    let mut client = store.client().await?;
+    let mut w = W::begin(&mut client, store).await?;
+    let due = rows(
+        &w.tx,
+        "SELECT name, spec, next_fire_at FROM schedules
+         WHERE NOT paused AND next_fire_at IS NOT NULL AND next_fire_at <= $1
+         ORDER BY next_fire_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+        &[&now, &i64::from(limit)],
+    )
+    .await?;
+    let mut fired = Vec::new();
+    let mut plans = PlanMemo::default();
+    let mut flows = std::collections::HashMap::new();
+    let mut runs = Vec::new();
+    let mut at_run = Vec::new();
+    let mut update: (Vec<String>, Vec<Option<Millis>>, Vec<Option<Millis>>) = Default::default();
+    for r in &due {
+        let (name, text, at): (String, String, Millis) = (col(r, 0)?, col(r, 1)?, col(r, 2)?);
+        let compiled = match CACHE.get(&name, &text) {
+            Ok(c) => c,
+            Err(e) => {
+                fired.push(unreadable(&name, at, &e));
+                update.0.push(name);
+                update.1.push(None);
+                update.2.push(None);
+                continue;
+            }
+        };
+        let plan = plans.plan(&compiled, at, now);
+        let key = (compiled.spec.flow.clone(), compiled.spec.version);
+        let flow = match flows.get(&key) {
+            Some(f) => Clone::clone(f),
+            None => {
+                let f = schedule_flow(&w, &compiled.spec).await;
+                flows.insert(key, f.clone());
+                f
+            }
+        };
+        for &tick in &plan.ticks {
+            let mut out = FiredTick {
+                schedule: name.clone(),
+                fire_time: tick,
+                run_id: None,
+                created: false,
+                error: None,
+            };
+            match &flow {
+                Ok((flow, version)) => {
+                    at_run.push(fired.len());
+                    runs.push(tick_run(
+                        &compiled,
+                        flow.clone(),
+                        *version,
+                        tick,
+                        tick_key(&name, tick),
+                        false,
+                        now,
+                    ));
+                }
+                Err(e) => out.error = Some(e.to_string()),
+            }
+            fired.push(out);
+        }
+        update.2.push(plan.ticks.last().copied());
+        update.1.push(plan.next);
+        update.0.push(name);
+    }
+    if !runs.is_empty() {
+        let created = w.create_runs(&runs).await?;
+        for (i, c) in at_run.into_iter().zip(created) {
+            fired[i].run_id = Some(c.id);
+            fired[i].created = c.created;
+        }
+    }
+    if !update.0.is_empty() {
+        exec(
+            &w.tx,
+            "UPDATE schedules s SET next_fire_at = u.next, last_fire_at = coalesce(u.last, s.last_fire_at)
+             FROM unnest($1::text[], $2::int8[], $3::int8[]) AS u(name, next, last)
+             WHERE s.name = u.name",
+            &[&update.0, &update.1, &update.2],
+        )
+        .await?;
+    }
+    Ok((fired, w.commit().await?))
+}
+
+pub(crate) async fn schedule_trigger(
+    store: &PostgresStore,
+    name: &str,
+    now: Millis,
+    key: String,
+) -> StoreResult<(FiredTick, Effects)> {
+    store.ensure_partitions([run_ms(&new_run_id())]).await?;
+    let mut client = store.client().await?;
+    let mut w = W::begin(&mut client, store).await?;
+    let text: String = match row(
+        &w.tx,
+        "SELECT spec FROM schedules WHERE name = $1",
+        &[&name],
+    )
+    .await?
+    {
+        Some(r) => col(&r, 0)?,
+        None => return Err(StoreError::NotFound(format!("schedule {name}"))),
+    };
+    let compiled = CACHE.get(name, &text)?;
+    let (flow, version) = schedule_flow(&w, &compiled.spec).await?;
+    let run = tick_run(&compiled, flow, version, now, key, true, now);
+    let created = w.create_runs(std::slice::from_ref(&run)).await?;
+    let c = created
+        .into_iter()
+        .next()
+        .ok_or_else(|| StoreError::Corrupt("create returned no run".into()))?;
+    let tick = FiredTick {
+        schedule: name.to_string(),
+        fire_time: now,
+        run_id: Some(c.id),
+        created: c.created,
+        error: None,
+    };
+    Ok((tick, w.commit().await?))
+}

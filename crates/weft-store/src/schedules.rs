@@ -1,0 +1,129 @@
+//! What both drivers share for schedules: turning a tick into a run to create, and a cache
+//! of compiled schedule documents so a fire pass over thousands of schedules does not parse
+//! a cron expression per tick.
+//!
+//! Exactly once per tick rests on the store, not on leadership: the fire step reads due
+//! schedules, creates their runs and advances `next_fire_at` in one transaction (PostgreSQL
+//! locks the rows it fires), and every tick's run carries the idempotency key
+//! [`tick_key`], so even two overlapping leaders cannot create a tick's run twice.
+
+use crate::{NewRun, StoreError, StoreResult};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use weft_core::CompiledFlow;
+use weft_core::schedule::{CompiledSchedule, FirePlan, Misfire, ScheduleSpec, fire_context};
+use weft_core::template::render_value;
+use weft_core::time::Millis;
+
+/// The idempotency key of a schedule's run for the tick at `fire_time`.
+pub fn tick_key(schedule: &str, fire_time: Millis) -> String {
+    format!("schedule:{schedule}:{fire_time}")
+}
+
+/// The idempotency key of a manual trigger (`id` makes each trigger its own run).
+pub fn manual_key(schedule: &str, id: &str) -> String {
+    format!("schedule:{schedule}:manual:{id}")
+}
+
+/// The run one tick (or a manual trigger) starts, with its input rendered for that tick.
+pub fn tick_run(
+    s: &CompiledSchedule,
+    flow: Arc<CompiledFlow>,
+    version: u32,
+    fire_time: Millis,
+    key: String,
+    manual: bool,
+    now: Millis,
+) -> NewRun {
+    let input = if s.spec.input.is_null() {
+        serde_json::Value::Object(Default::default())
+    } else {
+        let ctx = fire_context(&s.spec.name, fire_time, manual);
+        // Checked when the schedule was applied; should it fail now, the raw input is
+        // better than no run at all.
+        render_value(&s.spec.input, &ctx).unwrap_or_else(|_| s.spec.input.clone())
+    };
+    NewRun {
+        id: new_run_id(),
+        flow,
+        version,
+        input,
+        idempotency_key: Some(key),
+        parent: None,
+        created_at: now,
+        start_at: None,
+    }
+}
+
+/// The report of a due schedule whose stored document no longer compiles (a zone dropped
+/// from the time-zone database, say): it stops (`next_fire_at` cleared) instead of failing
+/// every other schedule's fire step.
+pub fn unreadable(schedule: &str, due: Millis, error: &StoreError) -> crate::FiredTick {
+    crate::FiredTick {
+        schedule: schedule.to_string(),
+        fire_time: due,
+        run_id: None,
+        created: false,
+        error: Some(format!("schedule stopped: {error}")),
+    }
+}
+
+/// A fresh run id (UUID v7).
+pub fn new_run_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// Fire plans computed during one fire pass, shared by the schedules that have the same
+/// expression, zone, misfire policy and due tick (common: many schedules on `@hourly`), so a
+/// pass over thousands of them computes each plan once.
+#[derive(Default)]
+pub struct PlanMemo(HashMap<(String, String, Misfire, Millis), FirePlan>);
+
+impl PlanMemo {
+    /// `s`'s plan for its tick `due` at `now` (see [`CompiledSchedule::plan`]).
+    pub fn plan(&mut self, s: &CompiledSchedule, due: Millis, now: Millis) -> FirePlan {
+        let key = (
+            s.spec.cron.clone(),
+            s.spec.timezone.clone(),
+            s.spec.misfire,
+            due,
+        );
+        self.0
+            .entry(key)
+            .or_insert_with(|| s.plan(due, now))
+            .clone()
+    }
+}
+
+/// Parses a stored schedule document.
+pub fn stored_schedule(name: &str, text: &str) -> StoreResult<ScheduleSpec> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("schedule {name}: {e}")))
+}
+
+/// Compiled schedules by name, valid while their stored text is unchanged.
+#[derive(Default)]
+pub struct ScheduleCache(Mutex<HashMap<String, (String, Arc<CompiledSchedule>)>>);
+
+impl ScheduleCache {
+    /// The compiled form of schedule `name` stored as `text`.
+    pub fn get(&self, name: &str, text: &str) -> StoreResult<Arc<CompiledSchedule>> {
+        if let Some((t, c)) = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            && t == text
+        {
+            return Ok(c.clone());
+        }
+        let compiled = stored_schedule(name, text)?
+            .compile()
+            .map(Arc::new)
+            .map_err(|e| StoreError::Corrupt(format!("schedule {name}: {e}")))?;
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_string(), (text.to_string(), compiled.clone()));
+        Ok(compiled)
+    }
+}
