@@ -42,7 +42,7 @@ pub enum Command {
     /// Start, read, list and cancel runs on a server; or run a flow file in-process with
     /// `weft run FILE --local`.
     Run(RunArgs),
-    /// Read and replay dead-lettered tasks on a server.
+    /// Read, replay and discard dead-lettered tasks on a server.
     #[command(subcommand)]
     Dlq(DlqCmd),
     /// Read and change queues on a server.

@@ -109,6 +109,7 @@ async fn heartbeat(inner: Arc<Inner>) {
             .await
         {
             Ok(held) => {
+                crate::limits::renew(&inner, &cfg.node_id, now + ms(cfg.lease)).await;
                 if let Some(since) = failing_since.take() {
                     tracing::info!(after_ms = now - since, "heartbeats reach the store again");
                 }

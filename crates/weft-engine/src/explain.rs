@@ -11,7 +11,7 @@ use crate::engine::Engine;
 use crate::error::EngineError;
 use crate::limits::LimitWait;
 use serde::Serialize;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use weft_core::time::{Millis, rfc3339};
 use weft_core::{RunState, TaskState};
 use weft_store::{RunDetail, TaskRecord};
@@ -71,6 +71,8 @@ struct Surroundings {
     served: Option<HashSet<String>>,
     /// The run's `delay` nodes.
     delays: HashSet<String>,
+    /// The limits its ready tasks wait on in this process, by node.
+    waits: HashMap<String, LimitWait>,
 }
 
 impl Engine {
@@ -90,8 +92,14 @@ impl Engine {
                 paused: HashSet::new(),
                 served: None,
                 delays: HashSet::new(),
+                waits: HashMap::new(),
             }
         };
+        for t in detail.tasks.iter().filter(|t| t.state == TaskState::Ready) {
+            if let Some(wait) = self.limit_wait(&detail.run.id, &t.node).await {
+                around.waits.insert(t.node.clone(), wait);
+            }
+        }
         if let Ok(flow) = self.inner.flow(&detail.run.flow, detail.run.version).await {
             around.delays = flow
                 .nodes
@@ -147,6 +155,7 @@ impl Engine {
             paused,
             served,
             delays: HashSet::new(),
+            waits: HashMap::new(),
         })
     }
 
@@ -228,7 +237,7 @@ impl Engine {
                         None,
                     ));
                 }
-                self.ready_reason(detail, t, around)
+                self.ready_reason(t, around)
             }
             TaskState::Suspended => {
                 let child = t.child_run.as_deref().unwrap_or("(not recorded)");
@@ -243,7 +252,7 @@ impl Engine {
     }
 
     /// Why a ready task has not started.
-    fn ready_reason(&self, detail: &RunDetail, t: &TaskRecord, around: &Surroundings) -> Reason {
+    fn ready_reason(&self, t: &TaskRecord, around: &Surroundings) -> Reason {
         let q = &t.queue;
         if around.paused.contains(q) {
             return Reason::new(
@@ -263,7 +272,7 @@ impl Engine {
                 None,
             );
         }
-        match self.limit_wait(&detail.run.id, &t.node) {
+        match around.waits.get(&t.node).cloned() {
             Some(LimitWait::Concurrency {
                 key,
                 limit,

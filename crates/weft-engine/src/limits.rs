@@ -9,6 +9,9 @@
 //! spaced `per / limit` apart) until a timer admits it. Waiting uses no attempt: nothing is
 //! written to the store, and the task is still `ready` there (a restart finds it again).
 //!
+//! In a cluster a key's slots are also taken in the store, so the limit holds across the
+//! worker processes (see `shared`).
+//!
 //! Keys are rendered once per run, when the engine creates it ([`Limits::note_run`]); an
 //! attempt of a run this process did not create (recovered, or created by another process)
 //! renders its keys from the stored input once.
@@ -28,7 +31,9 @@ use weft_core::{CompiledFlow, CompiledNode};
 use weft_store::{NewRun, ReadyTask};
 
 mod admin;
+mod shared;
 pub(crate) use admin::load;
+pub(crate) use shared::renew;
 
 /// The keys of one run's limited nodes, by node name.
 type RunKeys = Arc<[(Arc<str>, RenderedKeys)]>;
@@ -60,6 +65,8 @@ struct KeySlots {
     limit: u32,
     holders: HashSet<TaskId>,
     parked: VecDeque<ReadyTask>,
+    /// A retry of the parked tasks after the cluster's key was full is pending.
+    retry_armed: bool,
 }
 
 struct Bucket {
@@ -138,8 +145,9 @@ pub(crate) struct Held {
 
 impl Held {
     /// Frees the attempt's key slot (passing it to the key's oldest parked task).
-    pub fn release(self, inner: &Arc<Inner>, task: &ReadyTask) {
+    pub async fn release(self, inner: &Arc<Inner>, task: &ReadyTask) {
         if let Some(key) = self.key {
+            shared::release(inner, &key, task).await;
             let woken = inner.limits.release(&key, &task_id(task));
             requeue(inner, woken);
         }
@@ -171,22 +179,34 @@ pub(crate) async fn admit(inner: &Arc<Inner>, queue: &Queue, task: &ReadyTask) -
     let now = inner.limits.now_us();
     let decision = inner.limits.state.lock().admit(task, node, &keys, now);
     match decision {
+        Decision::Go(Some(key)) if !shared::acquire(inner, node, &key, task).await => {
+            // Full across the cluster: wait at the head of the key's line.
+            inner.limits.state.lock().unhold(&key, task);
+            shared::retry_later(inner, key);
+            give_back(inner, queue, task);
+            None
+        }
         Decision::Go(key) => Some(Held { key }),
         Decision::Parked(arm) => {
             if let Some((bucket, at)) = arm {
                 arm_timer(inner, bucket, at);
             }
-            inner
-                .inflight
-                .lock()
-                .remove(&(task.run_id.clone(), task.node.clone()));
-            if inner.inflight_count.fetch_sub(1, Ordering::SeqCst) == 1 {
-                inner.idle.notify_waiters();
-            }
-            queue.release();
+            give_back(inner, queue, task);
             None
         }
     }
+}
+
+/// Gives a parked task's queue slot and in-flight count back.
+fn give_back(inner: &Inner, queue: &Queue, task: &ReadyTask) {
+    inner
+        .inflight
+        .lock()
+        .remove(&(task.run_id.clone(), task.node.clone()));
+    if inner.inflight_count.fetch_sub(1, Ordering::SeqCst) == 1 {
+        inner.idle.notify_waiters();
+    }
+    queue.release();
 }
 
 enum Decision {
@@ -259,6 +279,16 @@ impl State {
             }
         }
         Decision::Go(held)
+    }
+
+    /// Takes back the local slot of `task`, which found `key` full across the cluster, and
+    /// parks it first in the key's line.
+    fn unhold(&mut self, key: &Arc<str>, task: &ReadyTask) {
+        let id = task_id(task);
+        let slots = self.keys.entry(key.clone()).or_default();
+        slots.holders.remove(&id);
+        slots.parked.push_front(task.clone());
+        self.waiting.insert(id, Waiting::Key(key.clone()));
     }
 
     /// Frees `id`'s slot of `key`; the tasks that now hold a slot.

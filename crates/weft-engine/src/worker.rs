@@ -143,7 +143,7 @@ async fn attempt(
             })
         });
     queue.release();
-    held.release(&inner, &task);
+    held.release(&inner, &task).await;
     inner
         .inflight
         .lock()

@@ -161,7 +161,7 @@ async fn a_saturated_key_parks_its_tasks_while_other_keys_run_and_its_limit_chan
 
     // A parked task says why it waits, naming the two holders.
     let parked = a.last().unwrap();
-    match e.limit_wait(parked, "call") {
+    match e.limit_wait(parked, "call").await {
         Some(LimitWait::Concurrency {
             key,
             limit,
@@ -227,7 +227,12 @@ async fn a_rate_limit_spaces_starts_and_waiting_uses_no_attempt() {
     }
     // Some task is seen waiting on the bucket, with a time it is next admitted.
     let wait = until("a task waiting on the rate limit", WAIT, async || {
-        ids.iter().find_map(|id| e.limit_wait(id, "call"))
+        for id in &ids {
+            if let Some(wait) = e.limit_wait(id, "call").await {
+                return Some(wait);
+            }
+        }
+        None
     })
     .await;
     assert!(
@@ -298,7 +303,7 @@ async fn cancelling_runs_frees_their_key_slots_and_parked_places() {
     let parked = common::start(&e, "one").await;
     let last = common::start(&e, "one").await;
     until("the second to be parked", WAIT, async || {
-        e.limit_wait(&parked, "call")
+        e.limit_wait(&parked, "call").await
     })
     .await;
     // Cancelling a parked run drops its place; cancelling the holder frees the slot.
@@ -316,7 +321,7 @@ async fn cancelling_runs_frees_their_key_slots_and_parked_places() {
     .await;
     // (The target may still hold the cancelled attempt's request: the engine dropped it,
     // the server has not noticed; so its count is not checked here.)
-    assert!(e.limit_wait(&parked, "call").is_none());
+    assert!(e.limit_wait(&parked, "call").await.is_none());
     assert_eq!(
         e.run_get(&parked).await.unwrap().run.state,
         RunState::Cancelled

@@ -1,9 +1,14 @@
-//! Run-time key limits (`weft_store::LimitStore`).
+//! Run-time key limits and the cluster's key slots (`weft_store::LimitStore`).
 
 use crate::PostgresStore;
-use crate::conv::{col, exec, rows};
+use crate::conv::{col, db, exec, row, rows};
 use async_trait::async_trait;
-use weft_store::{KeyLimitRecord, LimitStore, StoreResult};
+use weft_core::time::Millis;
+use weft_store::{KeyLimitRecord, KeySlotHold, LimitStore, StoreResult};
+
+/// First key of the per-key advisory lock that serialises a key's acquires ("wefk"); the
+/// second is the key's hash (a collision only makes two keys wait for each other).
+const KEY_SLOT_LOCK: i32 = 0x7765_666b;
 
 #[async_trait]
 impl LimitStore for PostgresStore {
@@ -43,5 +48,96 @@ impl LimitStore for PostgresStore {
     async fn limit_delete(&self, key: &str) -> StoreResult<bool> {
         let c = self.client().await?;
         Ok(exec(&c, "DELETE FROM key_limits WHERE key = $1", &[&key]).await? > 0)
+    }
+
+    async fn key_acquire(&self, hold: &KeySlotHold, limit: u32, now: Millis) -> StoreResult<bool> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(db)?;
+        exec(
+            &tx,
+            "SELECT pg_advisory_xact_lock($1::int4, hashtext($2::text))",
+            &[&KEY_SLOT_LOCK, &hold.key],
+        )
+        .await?;
+        exec(
+            &tx,
+            "DELETE FROM key_slots WHERE key = $1 AND lease_until <= $2",
+            &[&hold.key, &now],
+        )
+        .await?;
+        let others: i64 = match row(
+            &tx,
+            "SELECT count(*) FROM key_slots WHERE key = $1 AND NOT (run_id = $2 AND node = $3)",
+            &[&hold.key, &hold.run_id, &hold.node],
+        )
+        .await?
+        {
+            Some(r) => col(&r, 0)?,
+            None => 0,
+        };
+        if others >= i64::from(limit) {
+            return Ok(false); // dropping the transaction rolls it back
+        }
+        exec(
+            &tx,
+            "INSERT INTO key_slots (key, run_id, node, holder, lease_until)
+             VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (key, run_id, node) DO UPDATE SET holder = excluded.holder,
+                 lease_until = excluded.lease_until",
+            &[
+                &hold.key,
+                &hold.run_id,
+                &hold.node,
+                &hold.holder,
+                &hold.lease_until,
+            ],
+        )
+        .await?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    async fn key_release(&self, key: &str, run_id: &str, node: &str) -> StoreResult<()> {
+        let c = self.client().await?;
+        exec(
+            &c,
+            "DELETE FROM key_slots WHERE key = $1 AND run_id = $2 AND node = $3",
+            &[&key, &run_id, &node],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn key_renew(&self, holder: &str, lease_until: Millis) -> StoreResult<u64> {
+        let c = self.client().await?;
+        exec(
+            &c,
+            "UPDATE key_slots SET lease_until = $2 WHERE holder = $1 AND lease_until < $2",
+            &[&holder, &lease_until],
+        )
+        .await
+    }
+
+    async fn key_holders(&self, key: &str, now: Millis) -> StoreResult<Vec<KeySlotHold>> {
+        let c = self.client().await?;
+        let found = rows(
+            &c,
+            "SELECT run_id, node, holder, lease_until FROM key_slots
+             WHERE key = $1 AND lease_until > $2 ORDER BY run_id, node",
+            &[&key, &now],
+        )
+        .await?;
+        found
+            .iter()
+            .map(|r| {
+                Ok(KeySlotHold {
+                    key: key.to_string(),
+                    run_id: col(r, 0)?,
+                    node: col(r, 1)?,
+                    holder: col(r, 2)?,
+                    lease_until: col(r, 3)?,
+                })
+            })
+            .collect()
     }
 }

@@ -27,6 +27,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0006_key_limits.sql"),
     ),
     (7, "sweep", include_str!("migrations/0007_sweep.sql")),
+    (
+        8,
+        "key_slots",
+        include_str!("migrations/0008_key_slots.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

@@ -1,11 +1,12 @@
-//! Run-time key limits (`weft_store::LimitStore`): writes on the writer thread, reads on
-//! the read pool.
+//! Run-time key limits and key slots (`weft_store::LimitStore`): writes on the writer
+//! thread (which also makes each acquire's count and insert atomic), reads on the read pool.
 
 use crate::SqliteStore;
 use crate::conv::classify;
 use async_trait::async_trait;
 use rusqlite::{Connection, params};
-use weft_store::{KeyLimitRecord, LimitStore, StoreResult};
+use weft_core::time::Millis;
+use weft_store::{KeyLimitRecord, KeySlotHold, LimitStore, StoreResult};
 
 fn db<T>(r: rusqlite::Result<T>) -> StoreResult<T> {
     r.map_err(classify)
@@ -25,6 +26,46 @@ fn list(c: &Connection) -> StoreResult<Vec<KeyLimitRecord>> {
                 .collect()
             }),
     )
+}
+
+fn acquire(c: &Connection, h: &KeySlotHold, limit: u32, now: Millis) -> rusqlite::Result<bool> {
+    c.prepare_cached("DELETE FROM key_slots WHERE key = ?1 AND lease_until <= ?2")?
+        .execute(params![h.key, now])?;
+    let others: i64 = c
+        .prepare_cached(
+            "SELECT count(*) FROM key_slots WHERE key = ?1 AND NOT (run_id = ?2 AND node = ?3)",
+        )?
+        .query_row(params![h.key, h.run_id, h.node], |r| r.get(0))?;
+    if others >= i64::from(limit) {
+        return Ok(false);
+    }
+    c.prepare_cached(
+        "INSERT INTO key_slots (key, run_id, node, holder, lease_until)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (key, run_id, node) DO UPDATE SET holder = excluded.holder,
+             lease_until = excluded.lease_until",
+    )?
+    .execute(params![h.key, h.run_id, h.node, h.holder, h.lease_until])?;
+    Ok(true)
+}
+
+fn holders(c: &Connection, key: &str, now: Millis) -> StoreResult<Vec<KeySlotHold>> {
+    db(c.prepare_cached(
+        "SELECT run_id, node, holder, lease_until FROM key_slots
+         WHERE key = ?1 AND lease_until > ?2 ORDER BY run_id, node",
+    )
+    .and_then(|mut s| {
+        s.query_map(params![key, now], |r| {
+            Ok(KeySlotHold {
+                key: key.to_string(),
+                run_id: r.get(0)?,
+                node: r.get(1)?,
+                holder: r.get(2)?,
+                lease_until: r.get(3)?,
+            })
+        })?
+        .collect()
+    }))
 }
 
 #[async_trait]
@@ -59,5 +100,45 @@ impl LimitStore for SqliteStore {
                 .map(|n| n > 0)
             })
             .await
+    }
+
+    async fn key_acquire(&self, hold: &KeySlotHold, limit: u32, now: Millis) -> StoreResult<bool> {
+        let h = hold.clone();
+        self.writer
+            .exec(move |w| db(acquire(&w.conn, &h, limit, now)))
+            .await
+    }
+
+    async fn key_release(&self, key: &str, run_id: &str, node: &str) -> StoreResult<()> {
+        let ids = [key.to_string(), run_id.to_string(), node.to_string()];
+        self.writer
+            .exec(move |w| {
+                db(w.conn
+                    .prepare_cached(
+                        "DELETE FROM key_slots WHERE key = ?1 AND run_id = ?2 AND node = ?3",
+                    )
+                    .and_then(|mut s| s.execute(params![ids[0], ids[1], ids[2]])))
+                .map(|_| ())
+            })
+            .await
+    }
+
+    async fn key_renew(&self, holder: &str, lease_until: Millis) -> StoreResult<u64> {
+        let holder = holder.to_string();
+        self.writer
+            .exec(move |w| {
+                db(w.conn
+                    .prepare_cached(
+                        "UPDATE key_slots SET lease_until = ?2 WHERE holder = ?1 AND lease_until < ?2",
+                    )
+                    .and_then(|mut s| s.execute(params![holder, lease_until])))
+                .map(|n| n as u64)
+            })
+            .await
+    }
+
+    async fn key_holders(&self, key: &str, now: Millis) -> StoreResult<Vec<KeySlotHold>> {
+        let key = key.to_string();
+        self.readers.with(move |c| holders(c, &key, now)).await
     }
 }

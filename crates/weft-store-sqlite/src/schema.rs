@@ -12,6 +12,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_deferred.sql"),
     include_str!("migrations/0007_key_limits.sql"),
     include_str!("migrations/0008_sweep.sql"),
+    include_str!("migrations/0009_key_slots.sql"),
 ];
 
 /// The schema version this build writes.

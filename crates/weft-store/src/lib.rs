@@ -17,7 +17,7 @@ pub mod schedules;
 
 pub use apikeys::{ApiKeyRecord, ApiRole, NewApiKey};
 pub use error::StoreError;
-pub use limits::{KeyLimitRecord, LimitStore};
+pub use limits::{KeyLimitRecord, KeySlotHold, LimitStore};
 pub use records::*;
 
 use async_trait::async_trait;

@@ -1,5 +1,6 @@
 //! Run-time overrides of per-key concurrency limits (docs/decisions/0009): kept in the
-//! store so every process of a cluster, and every restart, applies the same limits.
+//! store so every process of a cluster, and every restart, applies the same limits; and the
+//! slots of concurrency keys that the workers of a cluster share (decision 0009 section 6).
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -19,7 +20,22 @@ pub struct KeyLimitRecord {
     pub updated_at: Millis,
 }
 
-/// Run-time limits of concurrency keys.
+/// One attempt's hold on a slot of a concurrency key, shared by the processes of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeySlotHold {
+    /// The rendered key, e.g. `customer:42`.
+    pub key: String,
+    /// The run whose attempt holds the slot.
+    pub run_id: String,
+    /// The node of that attempt.
+    pub node: String,
+    /// The worker process holding it (its cluster node id).
+    pub holder: String,
+    /// When the slot frees by itself unless renewed (the holder died), ms since the epoch.
+    pub lease_until: Millis,
+}
+
+/// Run-time limits of concurrency keys, and the key slots a cluster shares.
 #[async_trait]
 pub trait LimitStore: Send + Sync {
     /// Every override, by key.
@@ -28,4 +44,16 @@ pub trait LimitStore: Send + Sync {
     async fn limit_put(&self, limit: &KeyLimitRecord) -> StoreResult<()>;
     /// Removes the override of `key` (the flows' limit applies again); false if there was none.
     async fn limit_delete(&self, key: &str) -> StoreResult<bool>;
+
+    /// Takes one of `hold.key`'s slots for `hold`'s task if fewer than `limit` unexpired
+    /// holds (as of `now`) of other tasks exist, atomically with respect to every other
+    /// acquire of the key; true if taken. A task that already holds a slot keeps it (its
+    /// holder and lease are replaced). Expired holds are dropped on the way.
+    async fn key_acquire(&self, hold: &KeySlotHold, limit: u32, now: Millis) -> StoreResult<bool>;
+    /// Gives back the slot of `key` held by the task (`run_id`, `node`), if any.
+    async fn key_release(&self, key: &str, run_id: &str, node: &str) -> StoreResult<()>;
+    /// Extends every slot `holder` holds to `lease_until`; how many.
+    async fn key_renew(&self, holder: &str, lease_until: Millis) -> StoreResult<u64>;
+    /// The unexpired holds of `key` as of `now`, by run id and node.
+    async fn key_holders(&self, key: &str, now: Millis) -> StoreResult<Vec<KeySlotHold>>;
 }

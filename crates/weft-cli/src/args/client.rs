@@ -234,7 +234,7 @@ pub struct DlqSelection {
     #[arg(long, group = "which")]
     pub flow: Option<String>,
     /// Only dead tasks of this node name
-    #[arg(long = "node", id = "by_node", group = "which")]
+    #[arg(long = "node", id = "by_node", value_name = "NODE", group = "which")]
     pub by_node: Option<String>,
     /// Only dead tasks whose last error contains this text (case-insensitive)
     #[arg(long, group = "which")]

@@ -114,9 +114,11 @@ impl crate::Engine {
 
     /// Why the task of `node` in run `run_id` is ready but not started because of a limit
     /// ("concurrency key K saturated by runs X and Y", "rate limit until T"), if it is
-    /// waiting on one in this process. For `weft run explain`.
-    pub fn limit_wait(&self, run_id: &str, node: &str) -> Option<LimitWait> {
-        self.inner.limits.wait_of(self.inner.now(), run_id, node)
+    /// waiting on one in this process. In a cluster the holders of a concurrency key are
+    /// those of every process, read from the store. For `weft run explain`.
+    pub async fn limit_wait(&self, run_id: &str, node: &str) -> Option<LimitWait> {
+        let wait = self.inner.limits.wait_of(self.inner.now(), run_id, node)?;
+        Some(super::shared::with_cluster_holders(&self.inner, wait).await)
     }
 }
 

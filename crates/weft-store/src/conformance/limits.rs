@@ -1,6 +1,81 @@
-//! Run-time key limits: stored by key, replaced by a later put, removed by delete.
+//! Run-time key limits: stored by key, replaced by a later put, removed by delete. Key
+//! slots: at most `limit` unexpired holds per key, released or expired holds free theirs.
 
-use crate::{DynStore, KeyLimitRecord};
+use crate::{DynStore, KeyLimitRecord, KeySlotHold};
+
+fn hold(key: &str, run: &str, holder: &str, lease_until: i64) -> KeySlotHold {
+    KeySlotHold {
+        key: key.into(),
+        run_id: run.into(),
+        node: "charge".into(),
+        holder: holder.into(),
+        lease_until,
+    }
+}
+
+async fn runs_holding(store: &DynStore, key: &str, now: i64) -> Vec<String> {
+    let holds = store.key_holders(key, now).await.expect("key_holders");
+    holds.into_iter().map(|h| h.run_id).collect()
+}
+
+/// A key's slots: `limit` tasks get one, the next does not (another key is unaffected); a
+/// holder asking again keeps its slot; a release or an expired lease frees one; a renewal
+/// keeps a lease alive past its old end.
+pub async fn key_slots_acquire_release_expire(store: DynStore) {
+    let acquire = |h: KeySlotHold, limit: u32, now: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .key_acquire(&h, limit, now)
+                .await
+                .expect("key_acquire")
+        }
+    };
+    assert!(acquire(hold("k", "r1", "w1", 100), 2, 0).await);
+    assert!(acquire(hold("k", "r2", "w2", 100), 2, 0).await);
+    assert!(
+        !acquire(hold("k", "r3", "w1", 100), 2, 0).await,
+        "limit 2 is full"
+    );
+    assert!(
+        acquire(hold("other", "r3", "w1", 100), 1, 0).await,
+        "keys are apart"
+    );
+    assert!(
+        acquire(hold("k", "r1", "w2", 100), 2, 0).await,
+        "a holder asking again keeps its slot"
+    );
+    assert_eq!(runs_holding(&store, "k", 0).await, vec!["r1", "r2"]);
+    assert!(
+        acquire(hold("k", "r3", "w1", 100), 3, 0).await,
+        "a higher limit admits more"
+    );
+    store
+        .key_release("k", "r3", "charge")
+        .await
+        .expect("release");
+    store
+        .key_release("k", "r1", "charge")
+        .await
+        .expect("release");
+    store
+        .key_release("k", "r1", "charge")
+        .await
+        .expect("release twice is a no-op");
+    assert_eq!(runs_holding(&store, "k", 0).await, vec!["r2"]);
+    assert!(acquire(hold("k", "r4", "w1", 50), 2, 10).await);
+    assert!(!acquire(hold("k", "r5", "w1", 200), 2, 10).await);
+    // w1 renews its slots (r4's lease 50 -> 150); w2's r2 expires at 100.
+    assert_eq!(store.key_renew("w1", 150).await.expect("renew"), 2);
+    assert_eq!(runs_holding(&store, "k", 120).await, vec!["r4"]);
+    assert!(
+        acquire(hold("k", "r5", "w1", 300), 2, 120).await,
+        "the expired hold no longer counts"
+    );
+    assert!(!acquire(hold("k", "r6", "w1", 300), 2, 120).await);
+    assert_eq!(runs_holding(&store, "k", 120).await, vec!["r4", "r5"]);
+    assert_eq!(runs_holding(&store, "k", 160).await, vec!["r5"]);
+}
 
 fn limit(key: &str, concurrency: u32, at: i64) -> KeyLimitRecord {
     KeyLimitRecord {

@@ -220,6 +220,7 @@ macro_rules! conformance_tests {
             }
             limits {
                 put_replace_list_delete,
+                key_slots_acquire_release_expire,
             }
             keys {
                 empty_store_has_no_keys,
