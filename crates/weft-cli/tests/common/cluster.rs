@@ -142,23 +142,36 @@ pub async fn run_state(gateway: &Server, id: &str) -> Option<String> {
 pub async fn wait_finished(gateway: &Server, ids: &[String], deadline: Duration) -> Vec<String> {
     let end = Instant::now() + deadline;
     let mut states: Vec<Option<String>> = vec![None; ids.len()];
+    // The last state seen of each unfinished run (None: not found), for the failure message.
+    let mut seen: Vec<Option<String>> = vec![None; ids.len()];
     loop {
         for (i, id) in ids.iter().enumerate() {
-            if states[i].is_none()
-                && let Some(s) = run_state(gateway, id).await
+            if states[i].is_some() {
+                continue;
+            }
+            seen[i] = run_state(gateway, id).await;
+            if let Some(s) = &seen[i]
                 && matches!(s.as_str(), "succeeded" | "failed" | "cancelled")
             {
-                states[i] = Some(s);
+                states[i] = Some(s.clone());
             }
         }
         if states.iter().all(Option::is_some) {
             return states.into_iter().flatten().collect();
         }
-        let left = states.iter().filter(|s| s.is_none()).count();
+        let left: Vec<String> = ids
+            .iter()
+            .zip(&states)
+            .zip(&seen)
+            .filter(|((_, done), _)| done.is_none())
+            .map(|((id, _), last)| format!("{id}: {}", last.as_deref().unwrap_or("not found")))
+            .collect();
         assert!(
             Instant::now() < end,
-            "timed out after {deadline:?}: {left} of {} runs unfinished",
-            ids.len()
+            "timed out after {deadline:?}: {} of {} runs unfinished ({})",
+            left.len(),
+            ids.len(),
+            left.join(", ")
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
