@@ -166,7 +166,7 @@ impl Engine {
         around: &Surroundings,
         now: Millis,
     ) -> Option<Reason> {
-        let at = |ms: Millis| rfc3339(ms);
+        let at = rfc3339;
         Some(match t.state {
             TaskState::Waiting | TaskState::Succeeded | TaskState::Skipped => return None,
             TaskState::Cancelled => return None,
@@ -200,15 +200,16 @@ impl Engine {
                         ),
                         Some(due),
                     )
-                } else if detail.run.state == RunState::Queued && t.attempts.is_empty() {
-                    let is_delay = around.delays.contains(&t.node);
-                    let code = if is_delay { "delay" } else { "scheduled_start" };
-                    let message = if is_delay {
-                        format!("waiting for a delay until {}", at(due))
-                    } else {
-                        format!("waiting for the run's scheduled start at {}", at(due))
-                    };
-                    Reason::new(t, code, message, Some(due))
+                } else if detail.run.state == RunState::Queued
+                    && t.attempts.is_empty()
+                    && !around.delays.contains(&t.node)
+                {
+                    Reason::new(
+                        t,
+                        "scheduled_start",
+                        format!("waiting for the run's scheduled start at {}", at(due)),
+                        Some(due),
+                    )
                 } else {
                     Reason::new(
                         t,

@@ -159,14 +159,7 @@ async fn a_running_attempt_and_a_child_run_are_reported() {
     let env = env().await;
     let e = &env.engine;
     // A target that never answers keeps the attempt running.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((socket, _)) = listener.accept().await {
-            held.push(socket);
-        }
-    });
+    let addr = hanging_target().await;
     e.flow_apply(&format!(
         "name: slow\nnodes:\n  call: {{type: http, params: {{url: \"http://{addr}/\"}}, timeout: 1h}}\n"
     ))

@@ -416,9 +416,7 @@ pub(crate) async fn run_inconsistencies(
         let parent: Option<String> = col(r, 5)?;
         let parent_state: Option<String> = col(r, 6)?;
         if let Some(parent) = parent
-            && parent_state
-                .as_deref()
-                .is_none_or(|s| matches!(s, "succeeded" | "cancelled"))
+            && Inconsistency::orphaned_by(parent_state.as_deref().and_then(RunState::parse))
         {
             found.push(Inconsistency::Orphan {
                 run_id: id.clone(),

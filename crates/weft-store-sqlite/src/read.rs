@@ -558,7 +558,7 @@ pub fn run_inconsistencies(
             found.push(Inconsistency::Counters { run_id: id.clone() });
         }
         if let Some(parent) = parent
-            && parent_state.as_deref().is_none_or(orphaning)
+            && Inconsistency::orphaned_by(parent_state.as_deref().and_then(RunState::parse))
         {
             found.push(Inconsistency::Orphan {
                 run_id: id.clone(),
@@ -595,10 +595,4 @@ pub fn run_inconsistencies(
     }
     let next = (page.len() as u32 >= limit.max(1)).then(|| last.0.clone());
     Ok((found, next))
-}
-
-/// Whether a parent run in `state` no longer wants its live children: it finished, except
-/// by failing (a failed run may resume when a dead task of it is replayed).
-pub(crate) fn orphaning(state: &str) -> bool {
-    matches!(state, "succeeded" | "cancelled")
 }

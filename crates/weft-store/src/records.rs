@@ -528,6 +528,15 @@ pub struct FiredTick {
     pub error: Option<String>,
 }
 
+impl Inconsistency {
+    /// Whether a live child run whose parent run is in `parent` (`None`: gone) is an
+    /// orphan: its parent is gone, succeeded or cancelled. A failed parent keeps its
+    /// children, since replaying one of its dead tasks resumes it.
+    pub fn orphaned_by(parent: Option<RunState>) -> bool {
+        parent.is_none_or(|s| matches!(s, RunState::Succeeded | RunState::Cancelled))
+    }
+}
+
 /// What the sweeper finds wrong with a live run (see
 /// [`RunStore::run_inconsistencies`](crate::RunStore::run_inconsistencies)).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
