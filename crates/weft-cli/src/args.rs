@@ -70,6 +70,9 @@ pub enum Command {
     Apikey(ApikeyCmd),
     /// Measure throughput and latency.
     Bench(bench::BenchArgs),
+    /// Load-test a weft gateway with an open-loop scenario (steps, rate phases, SLOs); writes
+    /// JSON and HTML reports, saves and compares baselines.
+    Loadtest(crate::loadtest::LoadtestArgs),
 }
 
 /// Where the config comes from; shared by `up` and `migrate`.

@@ -10,6 +10,7 @@ mod bench;
 mod client;
 mod commands;
 mod config;
+mod loadtest;
 mod local;
 mod output;
 mod serve;
@@ -86,6 +87,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Breakers(args) => commands::breakers(args).await,
         Command::Openapi(args) => commands::openapi(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Loadtest(args) => loadtest::run(args).await,
     }
 }
 
