@@ -331,6 +331,17 @@ pub(crate) struct QueueStatsDoc {
     running: u32,
     /// Age of the oldest waiting task, in milliseconds (0 when none waits).
     oldest_ready_age_ms: u64,
+    /// The queue's rate limit, or null without one.
+    rate: Option<RateDoc>,
+}
+
+/// A rate limit: at most `limit` starts per `per`, spaced evenly (`per / limit` apart).
+#[derive(ToSchema)]
+pub(crate) struct RateDoc {
+    /// Starts per interval (at least 1).
+    limit: i64,
+    /// The interval, e.g. `1s`, `500ms`, `1m` (at least 1ms).
+    per: String,
 }
 
 /// A worker process.
@@ -344,6 +355,15 @@ pub(crate) struct WorkerDoc {
     heartbeat_age_ms: u64,
     /// Attempts running now.
     load: u32,
+    /// True when it serves every queue, including ones not listed in `queues` yet.
+    all_queues: bool,
+    /// Database connections its store may open at once (pool plus listener).
+    pool_size: u32,
+    /// False while it drains.
+    ready: bool,
+    /// Its clock minus the database's when its last beat was written (ms); null outside
+    /// a cluster or on SQLite.
+    clock_skew_ms: Option<i64>,
 }
 
 /// A queue a worker serves.

@@ -66,12 +66,16 @@ pub(crate) async fn prometheus(State(gw): State<Arc<Gateway>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
-/// `GET /v1/cluster`: this node, and the cluster's leader when processes share the database
-/// (`leader` is null outside a cluster, or while nobody holds the lease). `weft up` is one
-/// process holding every role; `weft serve` reports the roles it was given.
+/// `GET /v1/cluster`: this node, the cluster's leader when processes share the database
+/// (`leader` is null outside a cluster, or while nobody holds the lease), every member with
+/// its pool size, readiness and clock skew against the database, and the store's connection
+/// limit, so an operator (or `weft validate`) can check the deployment from one address.
+/// A member whose `heartbeat_age_ms` exceeds `lease_ms` has missed three beats.
+/// `now_ms` is this node's clock, to compare with the caller's. `store` is null when the
+/// store does not answer. `weft up` is one process holding every role.
 #[utoipa::path(get, path = "/v1/cluster", tag = "ops",
     responses((status = 200, body = serde_json::Value,
-        description = "`{node_id, roles, is_leader, leader: {node_id, lease_until_ms} | null, version, uptime_s, load: {inflight, ready, http_inflight}}`"),
+        description = "`{node_id, mode: single | cluster, roles, ready, is_leader, leader: {node_id, lease_until_ms} | null, version, uptime_s, now_ms, lease_ms (null outside a cluster; members beat every third of it), load: {inflight, ready, http_inflight}, store: {kind, pool_size, max_connections, reserved_connections, usable_connections, now_ms} | null, members: [{roles, id, hostname, pid, queues, started_at, heartbeat_age_ms, load, all_queues, pool_size, ready, clock_skew_ms}]}`"),
         (status = 401, body = ErrorBody)))]
 pub(crate) async fn cluster(State(gw): State<Arc<Gateway>>) -> Json<Value> {
     let ready: usize = gw.engine.queue_list().iter().map(|q| q.ready).sum();
@@ -83,17 +87,49 @@ pub(crate) async fn cluster(State(gw): State<Arc<Gateway>>) -> Json<Value> {
             Value::Null
         }
     };
+    let store = match gw.engine.store_facts().await {
+        Ok(f) => {
+            let usable = f
+                .max_connections
+                .map(|max| max.saturating_sub(f.reserved_connections.unwrap_or(0)));
+            json!({
+                "kind": f.kind,
+                "pool_size": f.pool_size,
+                "max_connections": f.max_connections,
+                "reserved_connections": f.reserved_connections,
+                "usable_connections": usable,
+                "now_ms": f.now,
+            })
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the store's facts");
+            Value::Null
+        }
+    };
+    let members = match gw.engine.members().await {
+        Ok(m) => json!(m),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the cluster's members");
+            Value::Null
+        }
+    };
     Json(json!({
         "node_id": gw.engine.node_id(),
-        "roles": ["gateway", "orchestrator", "worker"],
+        "mode": if gw.engine.in_cluster() { "cluster" } else { "single" },
+        "roles": gw.engine.roles(),
+        "ready": !gw.engine.is_draining(),
         "is_leader": gw.engine.is_leader(),
         "leader": leader,
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_s": gw.started.elapsed().as_secs(),
+        "now_ms": gw.engine.now_ms(),
+        "lease_ms": gw.engine.lease().map(|l| l.as_millis() as u64),
         "load": {
             "inflight": gw.engine.inflight(),
             "ready": ready,
             "http_inflight": gw.http_inflight(),
         },
+        "store": store,
+        "members": members,
     }))
 }

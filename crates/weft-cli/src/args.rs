@@ -73,6 +73,10 @@ pub enum Command {
     /// Load-test a weft gateway with an open-loop scenario (steps, rate phases, SLOs); writes
     /// JSON and HTML reports, saves and compares baselines.
     Loadtest(crate::loadtest::LoadtestArgs),
+    /// Check a running deployment and score it: nodes ready, queues served, pools within
+    /// max_connections, a leader, clocks; then a short load test and, with --faults, a
+    /// fault drill. Exits 1 when a check fails, 2 when the target cannot be reached.
+    Validate(crate::validate::ValidateArgs),
 }
 
 /// Where the config comes from; shared by `up` and `migrate`.

@@ -97,27 +97,38 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client for the server at `url`.
+    /// A client for the server at `url`, sending the key in `WEFT_API_KEY` if set.
     pub fn new(url: &str) -> anyhow::Result<Self> {
+        let key = std::env::var(API_KEY_ENV).ok();
+        Self::with_key(url, key.as_deref(), None)
+    }
+
+    /// A client for the server at `url` sending `key` (if any, and not empty), whose
+    /// requests each give up after `timeout` (none when `None`).
+    pub fn with_key(
+        url: &str,
+        key: Option<&str>,
+        timeout: Option<Duration>,
+    ) -> anyhow::Result<Self> {
         let base = Url::parse(url).with_context(|| format!("--url {url:?} is not a URL"))?;
         if base.cannot_be_a_base() || !matches!(base.scheme(), "http" | "https") {
             anyhow::bail!("--url {url:?} must be an http:// or https:// URL");
         }
         let mut headers = reqwest::header::HeaderMap::new();
-        if let Ok(key) = std::env::var(API_KEY_ENV)
-            && !key.is_empty()
-        {
+        if let Some(key) = key.filter(|k| !k.is_empty()) {
             let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
                 .with_context(|| format!("{API_KEY_ENV} is not a valid header value"))?;
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .default_headers(headers)
             .connect_timeout(Duration::from_secs(5))
-            .user_agent(concat!("weft-cli/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("cannot build the HTTP client")?;
+            .user_agent(concat!("weft-cli/", env!("CARGO_PKG_VERSION")));
+        if let Some(timeout) = timeout {
+            http = http.timeout(timeout);
+        }
+        let http = http.build().context("cannot build the HTTP client")?;
         Ok(Self { http, base })
     }
 
@@ -185,6 +196,13 @@ impl Client {
     }
 
     fn transport(&self, e: reqwest::Error) -> anyhow::Error {
+        if e.is_timeout() {
+            return Unreachable {
+                url: self.base.as_str().trim_end_matches('/').to_string(),
+                cause: "no answer within the time allowed".into(),
+            }
+            .into();
+        }
         if e.is_connect() {
             // The innermost cause ("Connection refused") is the one worth showing.
             let mut cause: &dyn std::error::Error = &e;

@@ -16,6 +16,7 @@ use weft_store_sqlite::Durability;
 mod cluster;
 mod email;
 mod env;
+mod queue_rates;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -64,6 +65,9 @@ pub struct Config {
     pub default_concurrency: u32,
     /// Concurrency per queue, e.g. `email = 20`. Default: none.
     pub queues: BTreeMap<String, u32>,
+    /// Rate limit per queue, e.g. `invoicing = {limit = 10, per = "1s"}`: at most `limit`
+    /// starts per `per` across the queue's tasks. Default: none.
+    pub queue_rates: BTreeMap<String, queue_rates::QueueRateConfig>,
     /// The `http` node's client.
     pub http: HttpConfig,
     /// Longest an API request may take before it gets 503, e.g. `30s`.
@@ -233,6 +237,7 @@ impl Default for Config {
             shutdown_grace: weft_engine::DEFAULT_SHUTDOWN_GRACE,
             default_concurrency: weft_engine::DEFAULT_CONCURRENCY,
             queues: BTreeMap::new(),
+            queue_rates: BTreeMap::new(),
             http: HttpConfig::default(),
             request_timeout: weft_api::DEFAULT_REQUEST_TIMEOUT,
             max_inflight_requests: weft_api::DEFAULT_MAX_INFLIGHT_REQUESTS,
@@ -428,6 +433,11 @@ impl Config {
                 problems.push(p);
             }
         }
+        for (name, rate) in &self.queue_rates {
+            if let Err(p) = queue_rates::check(&toml_key(name), rate) {
+                problems.extend(p);
+            }
+        }
         match problems.as_slice() {
             [] => Ok(()),
             [one] => bail!("invalid configuration: {one}"),
@@ -464,6 +474,7 @@ impl Config {
     pub fn engine_config(&self) -> EngineConfig {
         EngineConfig {
             queues: self.queues.clone(),
+            queue_rates: queue_rates::engine(&self.queue_rates),
             default_concurrency: self.default_concurrency,
             run_workers: true,
             http_connect_timeout: self.http.connect_timeout,

@@ -16,6 +16,7 @@ mod output;
 mod serve;
 mod store;
 mod up;
+mod validate;
 
 use args::{Cli, Command, RunArgs};
 use clap::Parser;
@@ -88,6 +89,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Openapi(args) => commands::openapi(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Loadtest(args) => loadtest::run(args).await,
+        Command::Validate(args) => validate::run(args).await,
     }
 }
 

@@ -9,12 +9,11 @@ use crate::args::ServeArgs;
 use crate::config::{Config, Roles};
 use anyhow::bail;
 use axum::Router;
-use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::json;
 use weft_engine::Engine;
 
 /// What a process without the gateway role answers over HTTP.
@@ -59,43 +58,21 @@ pub fn log_start(engine: &Engine, config: &Config, roles: Roles) {
 
 /// The API's router for a cluster process. Without the gateway role it is cut down to
 /// [`OPS_PATHS`] (every other path gets 404 `not_a_gateway`); the router itself is the
-/// API's, so the operations endpoints behave exactly as on a gateway. `/v1/cluster` names
-/// this process's roles (the API alone cannot know them).
+/// API's, so the operations endpoints behave exactly as on a gateway (`/v1/cluster` names
+/// this process's roles: the engine's cluster configuration carries them).
 pub fn cluster_router(app: Router, roles: Roles) -> Router {
-    let names = roles.names();
+    let names = roles.names().join(",");
     app.layer(middleware::from_fn(move |req: Request, next: Next| {
         let names = names.clone();
         async move {
             let path = req.uri().path().to_string();
             if !roles.gateway && !OPS_PATHS.contains(&path.as_str()) {
-                return not_a_gateway(&path, &names.join(","));
+                return not_a_gateway(&path, &names);
             }
-            let resp = next.run(req).await;
-            if path == "/v1/cluster" && resp.status() == StatusCode::OK {
-                return with_roles(resp, &names).await;
-            }
-            resp
+            next.run(req).await
         }
     }))
 }
-
-/// `/v1/cluster`'s answer with `roles` set to this process's.
-async fn with_roles(resp: Response, names: &[&str]) -> Response {
-    let (mut parts, body) = resp.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_CLUSTER_BODY).await else {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    };
-    let Ok(mut doc) = serde_json::from_slice::<Value>(&bytes) else {
-        return Response::from_parts(parts, Body::from(bytes));
-    };
-    doc["roles"] = json!(names);
-    let body = doc.to_string();
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, Body::from(body))
-}
-
-/// Largest `/v1/cluster` answer rewritten (it is a few hundred bytes).
-const MAX_CLUSTER_BODY: usize = 64 * 1024;
 
 fn not_a_gateway(path: &str, roles: &str) -> Response {
     let body = json!({"error": {

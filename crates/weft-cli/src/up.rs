@@ -247,7 +247,8 @@ async fn reload_on_hangup(mut hup: Signal, engine: Engine, sources: Arc<Sources>
     }
 }
 
-/// Applies the config's `[queues]` (with `WEFT_QUEUES__*` on top) to the running engine.
+/// Applies the config's `[queues]` and `[queue_rates]` (with `WEFT_QUEUES__*` and
+/// `WEFT_QUEUE_RATES__*` on top) to the running engine.
 async fn reload_queues(engine: &Engine, sources: &Sources) {
     let Some(file) = &sources.file else {
         tracing::warn!("SIGHUP: no config file to reload (give --config or WEFT_CONFIG)");
@@ -275,6 +276,35 @@ async fn reload_queues(engine: &Engine, sources: &Sources) {
             Ok(_) => {
                 changed += 1;
                 tracing::info!(queue = %name, from = ?before, to = limit, "SIGHUP: queue concurrency changed");
+            }
+            Err(e) => tracing::error!(queue = %name, "SIGHUP: cannot change queue: {e}"),
+        }
+    }
+    for (name, rate) in &config.queue_rates {
+        let spec = weft_core::limits::RateLimitSpec {
+            limit: rate.limit,
+            per: rate.per.clone(),
+            key: None,
+        };
+        let wanted = weft_engine::queue_rate(&spec)
+            .ok()
+            .map(weft_engine::RateView::from);
+        let before = engine
+            .queue_list()
+            .into_iter()
+            .find(|q| q.name == *name)
+            .and_then(|q| q.rate);
+        if before == wanted {
+            continue;
+        }
+        let change = weft_engine::QueueChange {
+            rate: Some(Some(spec)),
+            ..Default::default()
+        };
+        match engine.queue_change(name, change).await {
+            Ok(_) => {
+                changed += 1;
+                tracing::info!(queue = %name, from = ?before, to = ?wanted, "SIGHUP: queue rate changed");
             }
             Err(e) => tracing::error!(queue = %name, "SIGHUP: cannot change queue: {e}"),
         }

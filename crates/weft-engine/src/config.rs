@@ -16,6 +16,9 @@ pub struct EngineConfig {
     pub queues: BTreeMap<String, u32>,
     /// Concurrency of queues not named in `queues`.
     pub default_concurrency: u32,
+    /// Rate limit per named queue (at most `limit` starts per `per_ms`), applied at start
+    /// over the stored ones. Default: none.
+    pub queue_rates: BTreeMap<String, weft_store::QueueRate>,
     /// Whether this process runs node attempts (the worker role).
     pub run_workers: bool,
     /// Connection timeout of the `http` node's client.
@@ -131,6 +134,7 @@ impl Default for EngineConfig {
         Self {
             queues: BTreeMap::new(),
             default_concurrency: DEFAULT_CONCURRENCY,
+            queue_rates: BTreeMap::new(),
             run_workers: true,
             http_connect_timeout: Duration::from_secs(10),
             http_pool_idle_per_host: 32,

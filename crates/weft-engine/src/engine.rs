@@ -186,6 +186,11 @@ impl Inner {
         q
     }
 
+    /// Queue `name` if this process knows it (unlike [`Inner::queue`], never creates it).
+    pub fn known_queue(&self, name: &str) -> Option<Arc<Queue>> {
+        self.queues.read().get(name).cloned()
+    }
+
     /// Every queue this process knows, with its current figures, by name.
     pub fn queue_stats(&self) -> Vec<QueueStats> {
         let mut v: Vec<QueueStats> = self.queues.read().values().map(|q| q.stats()).collect();
@@ -426,9 +431,13 @@ impl Engine {
             inner
                 .queue(&q.name)
                 .configure(Some(q.concurrency), Some(q.paused));
+            crate::queue_admin::apply_rate(&inner, &q.name, q.rate);
         }
         for (name, &limit) in &inner.config.queues {
             inner.queue(name).configure(Some(limit), None);
+        }
+        for (name, &rate) in &inner.config.queue_rates {
+            crate::queue_admin::apply_rate(&inner, name, Some(rate));
         }
         crate::limits::load(&inner).await?;
         if inner.config.cluster.is_none() {
@@ -650,35 +659,6 @@ impl Engine {
     /// Every queue with its live figures.
     pub fn queue_list(&self) -> Vec<QueueStats> {
         self.inner.queue_stats()
-    }
-
-    /// Changes a queue's concurrency and/or pause switch, live and persistently.
-    pub async fn queue_set(
-        &self,
-        name: &str,
-        concurrency: Option<u32>,
-        paused: Option<bool>,
-    ) -> Result<QueueStats, EngineError> {
-        if !weft_core::is_valid_name(name) {
-            return Err(EngineError::BadRequest(format!(
-                "{name:?} is not a valid queue name: use letters, digits, `_`, `-` or `.`"
-            )));
-        }
-        if concurrency == Some(0) || concurrency.is_some_and(|c| c > 10_000) {
-            return Err(EngineError::BadRequest(
-                "concurrency must be between 1 and 10000".into(),
-            ));
-        }
-        let q = self.inner.queue(name);
-        let cur = q.stats();
-        let settings = QueueSettings {
-            name: name.to_string(),
-            concurrency: concurrency.unwrap_or(cur.concurrency),
-            paused: paused.unwrap_or(cur.paused),
-        };
-        self.inner.store.queue_put(&settings).await?;
-        q.configure(Some(settings.concurrency), Some(settings.paused));
-        Ok(q.stats())
     }
 
     /// The node catalog.

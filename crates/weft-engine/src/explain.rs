@@ -181,7 +181,11 @@ impl Engine {
                 None,
             ),
             TaskState::Pending => {
-                let due = t.scheduled_at.unwrap_or(now);
+                // A root held for its schedule's tick has no timer; its deferral names the tick.
+                let due = t
+                    .scheduled_at
+                    .or(t.deferred.as_ref().map(|d| d.until))
+                    .unwrap_or(now);
                 if let Some(d) = t.deferred.as_ref().filter(|d| d.until == due) {
                     Reason::new(
                         t,

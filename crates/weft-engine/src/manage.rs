@@ -54,6 +54,16 @@ pub struct WorkerInfo {
     pub heartbeat_age_ms: u64,
     /// Attempts running now across its queues.
     pub load: u32,
+    /// True when it serves every queue (none named in its configuration), including
+    /// queues not in `queues` yet because it has not met them.
+    pub all_queues: bool,
+    /// Database connections its store may open at once.
+    pub pool_size: u32,
+    /// False while it drains (it takes no new work).
+    pub ready: bool,
+    /// Its clock minus the database's when its last beat was written, in ms (the beat's
+    /// one-way trip included); `None` outside a cluster or on a store without its own clock.
+    pub clock_skew_ms: Option<i64>,
 }
 
 impl Engine {
@@ -216,49 +226,12 @@ impl Engine {
     /// process. In a cluster, it is every member with the worker role whose last
     /// membership beat is younger than three leases, as of that beat.
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>, EngineError> {
-        let Some(cfg) = &self.inner.config.cluster else {
-            return Ok(vec![self.this_worker()]);
-        };
-        let now = self.inner.now();
-        let members = self
-            .inner
-            .store
-            .member_list(now, crate::membership::stale_after(cfg))
-            .await?;
-        Ok(members
+        Ok(self
+            .members()
+            .await?
             .into_iter()
             .filter(|m| m.roles.iter().any(|r| r == "worker"))
-            .map(|m| WorkerInfo {
-                id: m.node_id,
-                hostname: m.hostname,
-                pid: m.pid,
-                queues: m
-                    .queues
-                    .into_iter()
-                    .map(|q| QueueServed {
-                        name: q.name,
-                        concurrency: q.concurrency,
-                        running: q.running,
-                    })
-                    .collect(),
-                started_at: m.started_at,
-                heartbeat_age_ms: (now - m.beat_at).max(0) as u64,
-                load: m.load,
-            })
+            .map(|m| m.process)
             .collect())
-    }
-
-    /// This process as a worker, live.
-    fn this_worker(&self) -> WorkerInfo {
-        let queues = crate::membership::served(&self.inner);
-        WorkerInfo {
-            id: self.inner.worker_id.clone(),
-            hostname: crate::membership::hostname(),
-            pid: std::process::id(),
-            load: queues.iter().map(|q| q.running).sum(),
-            queues,
-            started_at: self.inner.started_at,
-            heartbeat_age_ms: 0,
-        }
     }
 }

@@ -1,14 +1,17 @@
 //! In-memory ready queues. Ready tasks are held here in priority order so a worker gets its
 //! next task without a database read; the store remains the truth and the queues are rebuilt
-//! from it at start. Each queue has its own concurrency limit and pause switch, both
-//! changeable while running.
+//! from it at start. Each queue has its own concurrency limit, pause switch and rate limit,
+//! all changeable while running (the rate is enforced by `limits`, where attempts start).
 
 use parking_lot::Mutex;
+use serde::Serialize;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
-use weft_store::ReadyTask;
+use weft_store::{QueueRate, ReadyTask};
 
 struct Item {
     priority: i32,
@@ -44,6 +47,7 @@ struct State {
     running: u32,
     limit: u32,
     paused: bool,
+    rate: Option<QueueRate>,
 }
 
 /// One named queue.
@@ -53,6 +57,30 @@ pub struct Queue {
     state: Mutex<State>,
     /// Wakes the queue's dispatcher.
     pub(crate) wake: Notify,
+    /// Microseconds between two starts under the queue's rate limit, 0 without one: read
+    /// by every limited attempt, so it is kept outside the state's lock.
+    rate_interval_us: AtomicU64,
+    /// The queue's rate bucket, `queue:NAME` (shared by the processes of a cluster).
+    pub(crate) rate_bucket: Arc<str>,
+}
+
+/// A rate limit as shown: at most `limit` starts per `per` (e.g. `1s`), the same shape as a
+/// node's `rate_limit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RateView {
+    /// Starts per interval.
+    pub limit: u32,
+    /// The interval, e.g. `1s`.
+    pub per: String,
+}
+
+impl From<QueueRate> for RateView {
+    fn from(r: QueueRate) -> Self {
+        Self {
+            limit: r.limit,
+            per: weft_core::duration::format(Duration::from_millis(r.per_ms)),
+        }
+    }
 }
 
 /// A queue's figures at one moment.
@@ -71,6 +99,8 @@ pub struct QueueStats {
     /// How long the oldest task waiting for a slot has waited, in milliseconds (0 when none
     /// waits). Measured from when it became ready in this process.
     pub oldest_ready_age_ms: u64,
+    /// At most this many starts per interval, if the queue has a rate limit.
+    pub rate: Option<RateView>,
 }
 
 impl Queue {
@@ -84,9 +114,31 @@ impl Queue {
                 running: 0,
                 limit,
                 paused,
+                rate: None,
             }),
             wake: Notify::new(),
+            rate_interval_us: AtomicU64::new(0),
+            rate_bucket: Arc::from(format!("queue:{name}")),
         }
+    }
+
+    /// Sets or (with `None`) clears the queue's rate limit; it applies to the next start.
+    pub fn set_rate(&self, rate: Option<QueueRate>) {
+        let interval = rate.map_or(0, |r| (r.per_ms * 1000 / u64::from(r.limit)).max(1));
+        self.state.lock().rate = rate;
+        self.rate_interval_us
+            .store(interval, AtomicOrdering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    /// The queue's rate limit, if any.
+    pub fn rate(&self) -> Option<QueueRate> {
+        self.state.lock().rate
+    }
+
+    /// Microseconds between two starts under the queue's rate limit, 0 without one.
+    pub(crate) fn rate_interval_us(&self) -> u64 {
+        self.rate_interval_us.load(AtomicOrdering::Relaxed)
     }
 
     /// Adds ready tasks.
@@ -193,6 +245,7 @@ impl Queue {
             ready: s.heap.len(),
             running: s.running,
             oldest_ready_age_ms: oldest.map_or(0, |t| t.elapsed().as_millis() as u64),
+            rate: s.rate.map(RateView::from),
         }
     }
 }

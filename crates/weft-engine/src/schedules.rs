@@ -11,6 +11,13 @@
 //! and no in-memory view has to be kept consistent with changes made by other processes.
 //! Changes made through this process wake the duty at once; changes made elsewhere are seen
 //! within [`MAX_SLEEP`].
+//!
+//! After each fire pass the duty prepares the ticks of the next [`PREPARE_AHEAD`]: their
+//! runs are created ahead, held, so that at a tick the fire step only releases them (see
+//! `weft_store::schedules` and docs/decisions/0010). Ten thousand schedules due in the same
+//! second then cost, at that second, ten thousand small updates instead of ten thousand run
+//! creations. Preparing stops when a tick is about to come due, so it does not hold the
+//! store while a release waits.
 
 use crate::engine::{Engine, Inner};
 use crate::error::EngineError;
@@ -33,12 +40,23 @@ pub const FIRE_PIPELINE: usize = 4;
 pub const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// After a failed fire pass, how long until the next try.
 const RETRY_AFTER: Duration = Duration::from_millis(500);
+/// How far ahead of its tick a run is prepared (created held). Longer than [`MAX_SLEEP`]
+/// plus the time to create a large burst of runs, short enough that few prepared runs are
+/// ever listed before their tick.
+pub const PREPARE_AHEAD: Duration = Duration::from_secs(5);
+/// Most ticks one prepare call takes. Calls stop when a tick is closer than twice the last
+/// call's time, so a call never runs into a release; larger calls prepare a burst with
+/// fewer commits (PostgreSQL keeps up with more per second).
+pub const PREPARE_BATCH: u32 = 1000;
 
 /// Ticks one fire pass committed, with when the commit returned.
 #[derive(Debug, Clone)]
 pub struct SchedulesFired {
     /// When the fire transaction had committed (the engine's clock).
     pub committed_at: Millis,
+    /// When the ticks' runs were startable: the commit's ready tasks were in this process's
+    /// queues (the engine's clock, after `committed_at`).
+    pub ready_at: Millis,
     /// The ticks it fired.
     pub ticks: Vec<FiredTick>,
 }
@@ -74,13 +92,16 @@ fn my_turn(inner: &Inner) -> bool {
     inner.config.cluster.is_none() || inner.is_leader.load(Ordering::SeqCst)
 }
 
-/// Fires everything due now, in batches; returns how long to sleep.
+/// Fires everything due now, then prepares what comes next; returns how long to sleep.
 ///
-/// [`FIRE_PIPELINE`] batches are asked for at once: the SQLite writer applies them back to
+/// Prepared ticks are released first, in one call ([`release`]); the fire step then moves
+/// the schedules on and creates the runs of ticks that were not prepared. [`FIRE_PIPELINE`]
+/// batches are asked for at once: the SQLite writer applies them back to
 /// back in one transaction (one commit instead of one per batch), and on PostgreSQL they
 /// lock disjoint rows. Each batch sees the schedules the previous one advanced, so none is
 /// fired twice. Effects go to the queues off this loop, so the next batches do not wait.
 async fn pass(inner: &Arc<Inner>) -> Duration {
+    release(inner).await;
     loop {
         let now = inner.now();
         let batches = futures::future::join_all(
@@ -88,6 +109,7 @@ async fn pass(inner: &Arc<Inner>) -> Duration {
         )
         .await;
         let committed_at = inner.now();
+        tracing::debug!(ms = committed_at - now, "schedule fire calls returned");
         let mut failed = None;
         let mut fired = Vec::new();
         let mut effects = Effects::default();
@@ -102,45 +124,114 @@ async fn pass(inner: &Arc<Inner>) -> Duration {
         }
         if !fired.is_empty() || !effects.ready.is_empty() {
             let inner = inner.clone();
-            tokio::spawn(async move {
-                inner.apply(effects);
-                record(&fired, committed_at);
-                if !fired.is_empty() {
-                    let _ = inner.schedule_fired.send(Arc::new(SchedulesFired {
-                        committed_at,
-                        ticks: fired,
-                    }));
-                }
-            });
+            tokio::spawn(async move { publish(&inner, fired, effects, committed_at) });
         }
         if let Some(e) = failed {
             tracing::warn!(error = %e, "schedule fire pass failed; it is tried again");
             return RETRY_AFTER;
         }
-        match inner.store.schedule_next_due().await {
-            Ok(Some(next)) => {
-                let now = inner.now();
-                if next <= now {
-                    continue;
-                }
-                return Duration::from_millis((next - now) as u64).min(MAX_SLEEP);
-            }
-            Ok(None) => return MAX_SLEEP,
+        let next = match inner.store.schedule_next_due().await {
+            Ok(next) => next,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the next schedule tick");
                 return RETRY_AFTER;
             }
+        };
+        if next.is_some_and(|n| n <= inner.now()) {
+            continue;
         }
+        prepare(inner, next).await;
+        return match next {
+            Some(next) if next <= inner.now() => Duration::ZERO,
+            Some(next) => Duration::from_millis((next - inner.now()) as u64).min(MAX_SLEEP),
+            None => MAX_SLEEP,
+        };
     }
 }
 
-/// Fire lag and counts, without a per-schedule label (10,000 schedules would be 10,000 series).
-fn record(ticks: &[FiredTick], committed_at: Millis) {
+/// Releases the due ticks prepared ahead, all in one call, before the fire step: at a
+/// tick this is the only write between the tick and its runs being startable. The fire
+/// step that follows moves the schedules on (and releases whatever this left, should it
+/// fail).
+async fn release(inner: &Arc<Inner>) {
+    match inner.store.schedule_release_due(inner.now()).await {
+        Ok((ticks, fx)) if !ticks.is_empty() => {
+            let committed_at = inner.now();
+            publish(inner, ticks, fx, committed_at);
+        }
+        Ok((_, fx)) => inner.apply(fx),
+        Err(e) => tracing::warn!(error = %e, "releasing prepared schedule ticks failed"),
+    }
+}
+
+/// Hands a committed pass's ready tasks to the queues, then records and announces its
+/// ticks with the time they became startable.
+fn publish(inner: &Arc<Inner>, fired: Vec<FiredTick>, effects: Effects, committed_at: Millis) {
+    inner.apply(effects);
+    let ready_at = inner.now();
+    record(&fired, ready_at);
+    if !fired.is_empty() {
+        let _ = inner.schedule_fired.send(Arc::new(SchedulesFired {
+            committed_at,
+            ready_at,
+            ticks: fired,
+        }));
+    }
+}
+
+/// Prepares the ticks of the next [`PREPARE_AHEAD`], in calls of [`PREPARE_BATCH`], until
+/// none is left or the tick `next` is too close to start another call (twice the last
+/// call's time): releasing a due tick matters more than preparing a later one.
+async fn prepare(inner: &Arc<Inner>, next: Option<Millis>) {
+    let ahead = PREPARE_AHEAD.as_millis() as Millis;
+    let mut took: Millis = 0;
+    let (start, mut total) = (inner.now(), 0);
+    let done = |total: u32, why: &str| {
+        if total > 0 {
+            tracing::debug!(
+                prepared = total,
+                ms = inner.now() - start,
+                why,
+                "schedule ticks prepared"
+            );
+        }
+    };
+    loop {
+        let now = inner.now();
+        if next.is_some_and(|n| now + 2 * took >= n) {
+            return done(total, "a tick is due soon");
+        }
+        match inner
+            .store
+            .schedule_prepare(now, now + ahead, PREPARE_BATCH)
+            .await
+        {
+            Ok((n, fx)) => {
+                inner.apply(fx);
+                metrics::counter!("weft_schedule_prepared_total").increment(u64::from(n));
+                total += n;
+                if n < PREPARE_BATCH {
+                    return done(total, "all prepared");
+                }
+            }
+            Err(e) => {
+                // The ticks are then created when they come due, as without preparing.
+                tracing::warn!(error = %e, "preparing schedule ticks failed");
+                return;
+            }
+        }
+        took = inner.now() - now;
+    }
+}
+
+/// Fire lag (tick due to its run startable) and counts, without a per-schedule label
+/// (10,000 schedules would be 10,000 series).
+fn record(ticks: &[FiredTick], ready_at: Millis) {
     for t in ticks {
         match &t.error {
             None if t.created => {
                 metrics::counter!("weft_schedule_fires_total").increment(1);
-                let lag = (committed_at - t.fire_time).max(0) as f64 / 1000.0;
+                let lag = (ready_at - t.fire_time).max(0) as f64 / 1000.0;
                 metrics::histogram!("weft_schedule_fire_lag_seconds").record(lag);
             }
             None => {}

@@ -202,6 +202,12 @@ impl PostgresStore {
         })
     }
 
+    /// Connections this store may hold at once: its pool, plus the one connection that
+    /// listens for ready announcements.
+    pub fn connections(&self) -> u32 {
+        self.pool.status().max_size as u32 + 1
+    }
+
     /// The schema this store uses.
     pub fn schema(&self) -> &str {
         &self.schema
@@ -453,6 +459,17 @@ impl ScheduleStore for PostgresStore {
     ) -> StoreResult<(Vec<FiredTick>, Effects)> {
         write::schedules::schedule_fire_due(self, now, limit).await
     }
+    async fn schedule_release_due(&self, now: Millis) -> StoreResult<(Vec<FiredTick>, Effects)> {
+        write::prepared::schedule_release_due(self, now).await
+    }
+    async fn schedule_prepare(
+        &self,
+        now: Millis,
+        until: Millis,
+        limit: u32,
+    ) -> StoreResult<(u32, Effects)> {
+        write::prepared::schedule_prepare(self, now, until, limit).await
+    }
     async fn schedule_trigger(
         &self,
         name: &str,
@@ -476,6 +493,10 @@ impl HealthStore for PostgresStore {
             found,
             expected: SCHEMA_VERSION,
         })
+    }
+
+    async fn store_facts(&self) -> StoreResult<StoreFacts> {
+        write::store_facts(self).await
     }
 }
 

@@ -1,4 +1,5 @@
-//! Run-time key limits and the cluster's key slots (`weft_store::LimitStore`).
+//! Run-time key limits and the cluster's key slots and rate buckets
+//! (`weft_store::LimitStore`).
 
 use crate::PostgresStore;
 use crate::conv::{col, db, exec, row, rows};
@@ -139,5 +140,38 @@ impl LimitStore for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    async fn rate_take(
+        &self,
+        bucket: &str,
+        interval_us: u64,
+        now_us: i64,
+    ) -> StoreResult<Option<i64>> {
+        let c = self.client().await?;
+        let interval = i64::try_from(interval_us).unwrap_or(i64::MAX);
+        // One statement: the upsert moves the bucket only when its time has come (the row
+        // lock serialises concurrent takes); when it did not, the second branch reads when
+        // the next start is allowed. A row inserted by a concurrent first take after this
+        // statement's snapshot reads as nothing: the caller then waits one interval.
+        let found = row(
+            &c,
+            "WITH took AS (
+                 INSERT INTO rate_buckets (bucket, tat) VALUES ($1::text, $2::int8 + $3::int8)
+                 ON CONFLICT (bucket) DO UPDATE SET tat = excluded.tat
+                 WHERE rate_buckets.tat <= $2::int8
+                 RETURNING tat)
+             SELECT true, 0::int8 FROM took
+             UNION ALL
+             SELECT false, tat FROM rate_buckets
+             WHERE bucket = $1 AND NOT EXISTS (SELECT 1 FROM took)",
+            &[&bucket, &now_us, &interval],
+        )
+        .await?;
+        Ok(match found {
+            Some(r) if col::<bool>(&r, 0)? => None,
+            Some(r) => Some(col::<i64>(&r, 1)?),
+            None => Some(now_us.saturating_add(interval)),
+        })
     }
 }

@@ -32,6 +32,21 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "key_slots",
         include_str!("migrations/0008_key_slots.sql"),
     ),
+    (
+        9,
+        "member_facts",
+        include_str!("migrations/0009_member_facts.sql"),
+    ),
+    (
+        10,
+        "rate_buckets",
+        include_str!("migrations/0010_rate_buckets.sql"),
+    ),
+    (
+        11,
+        "prepared_ticks",
+        include_str!("migrations/0011_prepared_ticks.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

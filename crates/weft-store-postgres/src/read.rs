@@ -301,16 +301,24 @@ pub(crate) async fn dlq_list(c: &Client, f: &DlqFilter) -> StoreResult<Vec<DeadT
 pub(crate) async fn queue_list(c: &Client) -> StoreResult<Vec<QueueSettings>> {
     rows(
         c,
-        "SELECT name, concurrency, paused FROM queues ORDER BY name",
+        "SELECT name, concurrency, paused, rate_limit, rate_per_ms FROM queues ORDER BY name",
         &[],
     )
     .await?
     .iter()
     .map(|r| {
+        let rate = match (col::<Option<i32>>(r, 3)?, col::<Option<i64>>(r, 4)?) {
+            (Some(limit), Some(per_ms)) => Some(weft_store::QueueRate {
+                limit: limit as u32,
+                per_ms: per_ms as u64,
+            }),
+            _ => None,
+        };
         Ok(QueueSettings {
             name: col(r, 0)?,
             concurrency: col::<i32>(r, 1)? as u32,
             paused: col(r, 2)?,
+            rate,
         })
     })
     .collect()

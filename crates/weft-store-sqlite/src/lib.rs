@@ -10,6 +10,7 @@ mod conv;
 mod keys;
 mod limits;
 mod ops;
+mod prepared;
 mod read;
 mod schedules;
 mod schema;
@@ -436,6 +437,29 @@ impl ScheduleStore for SqliteStore {
             })
             .await
     }
+    async fn schedule_release_due(&self, now: Millis) -> StoreResult<(Vec<FiredTick>, Effects)> {
+        self.writer
+            .exec(move |w| {
+                let mut fx = Effects::default();
+                let fired = w.schedule_release_due(now, &mut fx)?;
+                Ok((fired, fx))
+            })
+            .await
+    }
+    async fn schedule_prepare(
+        &self,
+        now: Millis,
+        until: Millis,
+        limit: u32,
+    ) -> StoreResult<(u32, Effects)> {
+        self.writer
+            .exec(move |w| {
+                let mut fx = Effects::default();
+                let prepared = w.schedule_prepare(now, until, limit, &mut fx)?;
+                Ok((prepared, fx))
+            })
+            .await
+    }
     async fn schedule_trigger(
         &self,
         name: &str,
@@ -463,6 +487,17 @@ impl HealthStore for SqliteStore {
         Ok(SchemaVersion {
             found,
             expected: SCHEMA_VERSION,
+        })
+    }
+
+    async fn store_facts(&self) -> StoreResult<StoreFacts> {
+        Ok(StoreFacts {
+            kind: "sqlite".into(),
+            // The writer's connection and the readers'; a file has no server-side limit.
+            pool_size: read::MAX_READERS as u32 + 1,
+            max_connections: None,
+            reserved_connections: None,
+            now: None,
         })
     }
 }

@@ -1,10 +1,10 @@
-//! Run-time key limits and key slots (`weft_store::LimitStore`): writes on the writer
+//! Run-time key limits, key slots and rate buckets (`weft_store::LimitStore`): writes on the writer
 //! thread (which also makes each acquire's count and insert atomic), reads on the read pool.
 
 use crate::SqliteStore;
 use crate::conv::classify;
 use async_trait::async_trait;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use weft_core::time::Millis;
 use weft_store::{KeyLimitRecord, KeySlotHold, LimitStore, StoreResult};
 
@@ -141,4 +141,34 @@ impl LimitStore for SqliteStore {
         let key = key.to_string();
         self.readers.with(move |c| holders(c, &key, now)).await
     }
+
+    async fn rate_take(
+        &self,
+        bucket: &str,
+        interval_us: u64,
+        now_us: i64,
+    ) -> StoreResult<Option<i64>> {
+        let bucket = bucket.to_string();
+        let interval = i64::try_from(interval_us).unwrap_or(i64::MAX);
+        self.writer
+            .exec(move |w| db(take(&w.conn, &bucket, interval, now_us)))
+            .await
+    }
+}
+
+/// The writer thread runs one closure at a time, so the read and the write are atomic.
+fn take(c: &Connection, bucket: &str, interval: i64, now: i64) -> rusqlite::Result<Option<i64>> {
+    let tat: Option<i64> = c
+        .prepare_cached("SELECT tat FROM rate_buckets WHERE bucket = ?1")?
+        .query_row([bucket], |r| r.get(0))
+        .optional()?;
+    if let Some(tat) = tat.filter(|&t| t > now) {
+        return Ok(Some(tat));
+    }
+    c.prepare_cached(
+        "INSERT INTO rate_buckets (bucket, tat) VALUES (?1, ?2)
+         ON CONFLICT (bucket) DO UPDATE SET tat = excluded.tat",
+    )?
+    .execute(params![bucket, now.saturating_add(interval)])?;
+    Ok(None)
 }

@@ -442,20 +442,29 @@ pub fn dlq_list(c: &Connection, f: &DlqFilter) -> StoreResult<Vec<DeadTask>> {
         .collect()
 }
 
+/// A stored queue rate: both columns set, or none.
+fn queue_rate(limit: Option<u32>, per_ms: Option<i64>) -> Option<weft_store::QueueRate> {
+    Some(weft_store::QueueRate {
+        limit: limit?,
+        per_ms: u64::try_from(per_ms?).ok()?,
+    })
+}
+
 pub fn queue_list(c: &Connection) -> StoreResult<Vec<QueueSettings>> {
-    db(
-        c.prepare_cached("SELECT name, concurrency, paused FROM queues ORDER BY name")
-            .and_then(|mut s| {
-                s.query_map([], |r| {
-                    Ok(QueueSettings {
-                        name: r.get(0)?,
-                        concurrency: r.get(1)?,
-                        paused: r.get(2)?,
-                    })
-                })?
-                .collect()
-            }),
+    db(c.prepare_cached(
+        "SELECT name, concurrency, paused, rate_limit, rate_per_ms FROM queues ORDER BY name",
     )
+    .and_then(|mut s| {
+        s.query_map([], |r| {
+            Ok(QueueSettings {
+                name: r.get(0)?,
+                concurrency: r.get(1)?,
+                paused: r.get(2)?,
+                rate: queue_rate(r.get(3)?, r.get(4)?),
+            })
+        })?
+        .collect()
+    }))
 }
 
 /// Who holds `duty` and until when, if the lease has not ended at `now`.
@@ -475,30 +484,38 @@ pub fn member_list(
     now: i64,
     stale_after_ms: i64,
 ) -> StoreResult<Vec<MemberRecord>> {
-    type MemberRow = (String, String, u32, String, String, i64, i64, u32);
+    type MemberRow = (
+        (String, String, u32, String, String),
+        (i64, i64, u32, u32, bool, bool),
+    );
     let rows: Vec<MemberRow> = db(c
         .prepare_cached(
-            "SELECT node_id, hostname, pid, roles, queues, started_at, beat_at, load
+            "SELECT node_id, hostname, pid, roles, queues, started_at, beat_at, load,
+                 pool_size, ready, all_queues
              FROM members WHERE beat_at > ?1 ORDER BY node_id",
         )
         .and_then(|mut s| {
             s.query_map([now - stale_after_ms], |r| {
                 Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
+                    (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
+                    (
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                        r.get(9)?,
+                        r.get(10)?,
+                    ),
                 ))
             })?
             .collect()
         }))?;
     rows.into_iter()
         .map(
-            |(node_id, hostname, pid, roles, queues, started_at, beat_at, load)| {
+            |(
+                (node_id, hostname, pid, roles, queues),
+                (started_at, beat_at, load, pool_size, ready, all_queues),
+            )| {
                 let corrupt =
                     |e: serde_json::Error| StoreError::Corrupt(format!("member {node_id}: {e}"));
                 Ok(MemberRecord {
@@ -510,6 +527,10 @@ pub fn member_list(
                     started_at,
                     beat_at,
                     load,
+                    pool_size,
+                    ready,
+                    all_queues,
+                    store_beat_at: None,
                 })
             },
         )

@@ -9,18 +9,21 @@ use std::sync::LazyLock;
 use weft_core::schedule::ScheduleSpec;
 use weft_core::time::Millis;
 use weft_store::schedules::{
-    PlanMemo, ScheduleCache, stored_schedule, tick_key, tick_run, unreadable,
+    PlanMemo, ScheduleCache, keeps_prepared, stored_schedule, tick_key, tick_run, unreadable,
 };
 use weft_store::*;
 
 /// Compiled schedules, shared by every store of the process (keyed by name and document).
-static CACHE: LazyLock<ScheduleCache> = LazyLock::new(ScheduleCache::default);
+pub(crate) static CACHE: LazyLock<ScheduleCache> = LazyLock::new(ScheduleCache::default);
 
 const COLS: &str = "name, spec, paused, next_fire_at, last_fire_at, created_at, updated_at";
 
-fn db<T>(r: rusqlite::Result<T>) -> StoreResult<T> {
+pub(crate) fn db<T>(r: rusqlite::Result<T>) -> StoreResult<T> {
     r.map_err(classify)
 }
+
+/// A due schedule: name, spec, next_fire_at, prepared_run and that run's flow version.
+type Due = (String, String, Millis, Option<String>, Option<u32>);
 
 /// name, spec, paused, next_fire_at, last_fire_at, created_at, updated_at.
 type Row = (
@@ -95,6 +98,9 @@ impl W {
     ) -> StoreResult<(ScheduleRecord, bool)> {
         let text = serde_json::to_string(spec).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let compiled = CACHE.get(&spec.name, &text)?;
+        // Any change may matter to the tick prepared ahead (input, flow, version, cron):
+        // it is dropped and prepared again from the new document.
+        self.drop_prepared_of(&spec.name)?;
         let old = one(&self.conn, &spec.name)?;
         let next = match &old {
             Some(o)
@@ -112,7 +118,8 @@ impl W {
                 "INSERT INTO schedules (name, spec, paused, next_fire_at, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?5)
                  ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, paused = excluded.paused,
-                   next_fire_at = excluded.next_fire_at, updated_at = excluded.updated_at",
+                   next_fire_at = excluded.next_fire_at, updated_at = excluded.updated_at,
+                   prepared_run = NULL",
             )
             .and_then(|mut s| s.execute(params![spec.name, text, spec.paused, next, now])))?;
         let rec = one(&self.conn, &spec.name)?
@@ -121,6 +128,7 @@ impl W {
     }
 
     pub(crate) fn schedule_delete(&mut self, name: &str) -> StoreResult<()> {
+        self.drop_prepared_of(name)?;
         let n = db(self
             .conn
             .prepare_cached("DELETE FROM schedules WHERE name = ?1")
@@ -139,6 +147,10 @@ impl W {
     ) -> StoreResult<ScheduleRecord> {
         let old = one(&self.conn, name)?
             .ok_or_else(|| StoreError::NotFound(format!("schedule {name}")))?;
+        if paused {
+            // A paused schedule fires nothing, not even a tick prepared before the pause.
+            self.drop_prepared_of(name)?;
+        }
         let next = match (paused, old.spec.paused) {
             (false, true) => old
                 .spec
@@ -157,7 +169,7 @@ impl W {
     }
 
     /// The flow a schedule's runs use: its pinned version, or the latest one.
-    fn schedule_flow(
+    pub(crate) fn schedule_flow(
         &mut self,
         spec: &ScheduleSpec,
     ) -> StoreResult<(std::sync::Arc<weft_core::CompiledFlow>, u32)> {
@@ -178,30 +190,34 @@ impl W {
         limit: u32,
         fx: &mut Effects,
     ) -> StoreResult<Vec<FiredTick>> {
-        let due: Vec<(String, String, Millis)> = db(self
+        let due: Vec<Due> = db(self
             .conn
             .prepare_cached(
-                "SELECT name, spec, next_fire_at FROM schedules
-                 WHERE paused = 0 AND next_fire_at IS NOT NULL AND next_fire_at <= ?1
-                 ORDER BY next_fire_at LIMIT ?2",
+                "SELECT s.name, s.spec, s.next_fire_at, s.prepared_run, r.version
+                 FROM schedules s LEFT JOIN runs r ON r.id = s.prepared_run
+                 WHERE s.paused = 0 AND s.next_fire_at IS NOT NULL AND s.next_fire_at <= ?1
+                 ORDER BY s.next_fire_at LIMIT ?2",
             )
             .and_then(|mut s| {
                 s.query_map(params![now, limit], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                 })?
                 .collect()
             }))?;
         let mut fired = Vec::new();
         let mut plans = PlanMemo::default();
         let mut flows = std::collections::HashMap::new();
-        for (name, text, at) in due {
+        for (name, text, at, prepared, prepared_version) in due {
             let compiled = match CACHE.get(&name, &text) {
                 Ok(c) => c,
                 Err(e) => {
+                    if let Some(run) = &prepared {
+                        self.drop_prepared(run)?;
+                    }
                     fired.push(unreadable(&name, at, &e));
                     db(self
                         .conn
-                        .prepare_cached("UPDATE schedules SET next_fire_at = NULL WHERE name = ?1")
+                        .prepare_cached("UPDATE schedules SET next_fire_at = NULL, prepared_run = NULL WHERE name = ?1")
                         .and_then(|mut s| s.execute([&name])))?;
                     continue;
                 }
@@ -217,6 +233,20 @@ impl W {
                     f
                 }
             };
+            // The run prepared for `at` is released if this plan fires `at` with the same
+            // flow version; otherwise it goes, before a fresh run takes its tick key.
+            let release = match (&prepared, &flow) {
+                (Some(run), Ok((_, v)))
+                    if keeps_prepared(&plan, at, prepared_version.unwrap_or(0), *v) =>
+                {
+                    Some(run.clone())
+                }
+                (Some(run), _) => {
+                    self.drop_prepared(run)?;
+                    None
+                }
+                (None, _) => None,
+            };
             for &tick in &plan.ticks {
                 let mut out = FiredTick {
                     schedule: name.clone(),
@@ -226,6 +256,11 @@ impl W {
                     error: None,
                 };
                 match &flow {
+                    Ok((flow, version)) if tick == at && release.is_some() => {
+                        let run = release.clone().unwrap_or_default();
+                        out.created = self.release_prepared(&run, flow, *version, tick, fx)?;
+                        out.run_id = Some(run);
+                    }
                     Ok((flow, version)) => {
                         let run = tick_run(
                             &compiled,
@@ -248,7 +283,8 @@ impl W {
             db(self
                 .conn
                 .prepare_cached(
-                    "UPDATE schedules SET next_fire_at = ?2, last_fire_at = coalesce(?3, last_fire_at) WHERE name = ?1",
+                    "UPDATE schedules SET next_fire_at = ?2, last_fire_at = coalesce(?3, last_fire_at), prepared_run = NULL
+                     WHERE name = ?1",
                 )
                 .and_then(|mut s| s.execute(params![name, plan.next, last])))?;
         }

@@ -13,6 +13,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0007_key_limits.sql"),
     include_str!("migrations/0008_sweep.sql"),
     include_str!("migrations/0009_key_slots.sql"),
+    include_str!("migrations/0010_member_facts.sql"),
+    include_str!("migrations/0011_rate_buckets.sql"),
+    include_str!("migrations/0012_prepared_ticks.sql"),
 ];
 
 /// The schema version this build writes.

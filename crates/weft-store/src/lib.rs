@@ -21,6 +21,7 @@ pub use limits::{KeyLimitRecord, KeySlotHold, LimitStore};
 pub use records::*;
 
 use async_trait::async_trait;
+use serde::Serialize;
 use serde_json::Value;
 use std::sync::Arc;
 use weft_core::FlowSpec;
@@ -272,12 +273,34 @@ pub trait ScheduleStore: Send + Sync {
     /// The fire step, in ONE transaction: up to `limit` unpaused schedules whose next tick
     /// is at or before `now` (earliest first) start a run per tick their misfire policy
     /// fires (idempotency key [`schedules::tick_key`]) and move on to their first tick after
-    /// `now`. A tick whose flow is gone is reported with its error and skipped.
+    /// `now`. A tick whose flow is gone is reported with its error and skipped. A tick
+    /// prepared ahead by [`ScheduleStore::schedule_prepare`] is released (its held roots
+    /// become ready) instead of created, if the policy fires it and its flow version is
+    /// still the one the schedule uses; otherwise its held run is deleted.
     async fn schedule_fire_due(
         &self,
         now: Millis,
         limit: u32,
     ) -> StoreResult<(Vec<FiredTick>, Effects)>;
+    /// The latency-critical half of the fire step, in ONE transaction: every due tick that
+    /// was prepared ahead, and that the fire step would release (its misfire policy fires
+    /// it, its flow version is unchanged), is released now; nothing else changes. The fire
+    /// step that follows finds these runs released (it reports them with `created: false`)
+    /// and moves the schedules on. Calling it again, or failing before the fire step, is
+    /// harmless: only held roots are released, once.
+    async fn schedule_release_due(&self, now: Millis) -> StoreResult<(Vec<FiredTick>, Effects)>;
+    /// Prepares ticks ahead, in ONE transaction: up to `limit` unpaused schedules whose next
+    /// tick is after `now` and at most `until` (earliest first), and not prepared yet, get
+    /// that tick's run created now, held: `queued`, its roots `pending` with no timer and a
+    /// deferral naming the tick, so nothing but the fire step starts it (see
+    /// [`schedules`]). Returns how many runs were prepared. Pausing, re-applying or
+    /// deleting a schedule deletes its held run.
+    async fn schedule_prepare(
+        &self,
+        now: Millis,
+        until: Millis,
+        limit: u32,
+    ) -> StoreResult<(u32, Effects)>;
     /// Starts a run of a schedule now, whether paused or not, outside its ticks; `key` is
     /// the run's idempotency key ([`schedules::manual_key`]). [`StoreError::NotFound`] for an
     /// unknown schedule.
@@ -306,6 +329,25 @@ pub trait HealthStore: Send + Sync {
     /// The schema versions, read from the database: a trivial read that also proves the
     /// store answers.
     async fn schema_version(&self) -> StoreResult<SchemaVersion>;
+    /// What the database is and how many connections it takes, read from it now.
+    async fn store_facts(&self) -> StoreResult<StoreFacts>;
+}
+
+/// The store as operators size it: its kind, this process's share of its connections,
+/// the server's connection limit and its clock (see [`HealthStore::store_facts`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoreFacts {
+    /// `sqlite` or `postgres`.
+    pub kind: String,
+    /// Connections this process's store may open at once.
+    pub pool_size: u32,
+    /// The server's `max_connections` (`None` for an embedded store, which has no server).
+    pub max_connections: Option<u32>,
+    /// Connections the server keeps for superusers and reserved roles
+    /// (`superuser_reserved_connections` plus `reserved_connections` where it exists).
+    pub reserved_connections: Option<u32>,
+    /// The database server's clock now (`None` when it is this process's own clock).
+    pub now: Option<Millis>,
 }
 
 /// A complete store.

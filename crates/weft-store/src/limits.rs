@@ -1,6 +1,7 @@
 //! Run-time overrides of per-key concurrency limits (docs/decisions/0009): kept in the
 //! store so every process of a cluster, and every restart, applies the same limits; and the
-//! slots of concurrency keys that the workers of a cluster share (decision 0009 section 6).
+//! slots of concurrency keys and the rate buckets that the workers of a cluster share
+//! (decision 0009 section 6).
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -56,4 +57,16 @@ pub trait LimitStore: Send + Sync {
     async fn key_renew(&self, holder: &str, lease_until: Millis) -> StoreResult<u64>;
     /// The unexpired holds of `key` as of `now`, by run id and node.
     async fn key_holders(&self, key: &str, now: Millis) -> StoreResult<Vec<KeySlotHold>>;
+
+    /// Takes the next start of rate bucket `bucket` (GCRA without burst; times in µs since
+    /// the epoch), atomically with respect to every other take of the bucket: if the
+    /// bucket's theoretical arrival time is at most `now_us` (or the bucket is new) it moves
+    /// to `now_us + interval_us` and the answer is `None`, the start is allowed; otherwise
+    /// nothing changes and the answer is `Some(tat)`, when the next start will be allowed.
+    async fn rate_take(
+        &self,
+        bucket: &str,
+        interval_us: u64,
+        now_us: i64,
+    ) -> StoreResult<Option<i64>>;
 }

@@ -464,6 +464,19 @@ pub struct QueueSettings {
     pub concurrency: u32,
     /// True while paused: nothing new starts.
     pub paused: bool,
+    /// At most this many starts per interval across the queue's tasks, if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<QueueRate>,
+}
+
+/// A queue's rate limit: at most `limit` starts per `per_ms` milliseconds, spaced evenly
+/// (docs/decisions/0009).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueRate {
+    /// Starts per interval (at least 1).
+    pub limit: u32,
+    /// The interval in milliseconds (at least 1).
+    pub per_ms: u64,
 }
 
 /// One process of a cluster, as it last reported itself (see [`MemberStore`](crate::MemberStore)).
@@ -485,6 +498,18 @@ pub struct MemberRecord {
     pub beat_at: Millis,
     /// Attempts running on it now, across its queues.
     pub load: u32,
+    /// True when it serves every queue (no list configured), including ones not yet in
+    /// `queues` because it has not met them.
+    pub all_queues: bool,
+    /// Database connections its store may open at once (its pool's size).
+    pub pool_size: u32,
+    /// False while it drains (shutting down: it takes no new work).
+    pub ready: bool,
+    /// The database's own clock when the beat was written, set by the store (ignored on
+    /// writing); `beat_at - store_beat_at` is the member's clock skew against the database,
+    /// plus the beat's one-way trip. `None` from a store with no clock of its own (SQLite,
+    /// which is the writing process).
+    pub store_beat_at: Option<Millis>,
 }
 
 /// One queue a cluster member serves, with its load when the member last beat.

@@ -6,6 +6,16 @@
 //! schedules, creates their runs and advances `next_fire_at` in one transaction (PostgreSQL
 //! locks the rows it fires), and every tick's run carries the idempotency key
 //! [`tick_key`], so even two overlapping leaders cannot create a tick's run twice.
+//!
+//! Ticks are prepared ahead (docs/decisions/0010): a few seconds before a tick, the prepare
+//! step creates its run *held* (`queued`, roots `pending` with no timer and a deferral that
+//! names the tick, [`held_reason`]) and records it in the schedule's `prepared_run`. No timer
+//! can start a held run; only the fire step does, at the tick, if the misfire policy fires
+//! that tick and the flow version is still the one the schedule uses ([`keeps_prepared`]).
+//! So a burst of ticks costs at the tick only the release of held roots, not the creation of
+//! runs, and every rule above (misfire, pause, exactly once) stays where it was: in the fire
+//! step's transaction. Pausing, re-applying or deleting a schedule deletes its held run
+//! (a held run never started, and its idempotency key must be free for the tick again).
 
 use crate::{NewRun, StoreError, StoreResult};
 use std::collections::HashMap;
@@ -53,6 +63,37 @@ pub fn tick_run(
         created_at: now,
         start_at: None,
     }
+}
+
+/// The run a tick prepared ahead starts: [`tick_run`] with its start at the tick, so its
+/// roots are created `pending` at their due times (the driver then holds them).
+pub fn prepared_run(
+    s: &CompiledSchedule,
+    flow: Arc<CompiledFlow>,
+    version: u32,
+    tick: Millis,
+    now: Millis,
+) -> NewRun {
+    let key = tick_key(&s.spec.name, tick);
+    NewRun {
+        start_at: Some(tick),
+        ..tick_run(s, flow, version, tick, key, false, now)
+    }
+}
+
+/// The deferral reason a held root shows until its tick fires.
+pub fn held_reason(schedule: &str, tick: Millis) -> String {
+    format!(
+        "prepared for tick {} of schedule {schedule}; starts when the tick fires",
+        weft_core::time::rfc3339(tick)
+    )
+}
+
+/// Whether the fire step releases the run prepared for tick `due` (else it deletes it): the
+/// misfire policy fires that tick and the run uses the flow version the schedule now
+/// resolves to (a flow applied again since preparing makes a fresh run).
+pub fn keeps_prepared(plan: &FirePlan, due: Millis, prepared: u32, now_version: u32) -> bool {
+    plan.ticks.contains(&due) && prepared == now_version
 }
 
 /// The report of a due schedule whose stored document no longer compiles (a zone dropped

@@ -1,14 +1,15 @@
-//! `/v1/queues`: live queue figures, and changing a queue's concurrency or pause switch
-//! while weft runs.
+//! `/v1/queues`: live queue figures, and changing a queue's concurrency, pause switch or
+//! rate limit while weft runs.
 
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
-use crate::openapi::{ErrorBody, QueueStatsDoc};
+use crate::openapi::{ErrorBody, QueueStatsDoc, RateDoc};
 use axum::Json;
 use axum::extract::State;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
-use weft_engine::{Engine, QueueStats};
+use weft_core::limits::RateLimitSpec;
+use weft_engine::{Engine, QueueChange as Change, QueueStats};
 
 /// Every queue the engine knows.
 #[derive(Serialize, ToSchema)]
@@ -34,6 +35,16 @@ pub(crate) struct QueueChange {
     concurrency: Option<u32>,
     /// Stop (true) or restart (false) handing out work.
     paused: Option<bool>,
+    /// At most `limit` starts per `per` for the queue's tasks, across every worker (on top
+    /// of their nodes' limits); `null` removes the queue's rate limit.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<RateDoc>)]
+    rate: Option<Option<RateLimitSpec>>,
+}
+
+/// Tells a `null` (`Some(None)`: clear) from a missing field (`None`: keep).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<RateLimitSpec>>, D::Error> {
+    Option::<RateLimitSpec>::deserialize(d).map(Some)
 }
 
 /// `PUT /v1/queues/{name}`: applies the change live and stores it.
@@ -45,9 +56,12 @@ pub(crate) async fn set(
     ApiPath(name): ApiPath<String>,
     ApiJson(change): ApiJson<QueueChange>,
 ) -> Result<Json<QueueStats>, ApiError> {
-    let stats = engine
-        .queue_set(&name, change.concurrency, change.paused)
-        .await?;
+    let change = Change {
+        concurrency: change.concurrency,
+        paused: change.paused,
+        rate: change.rate,
+    };
+    let stats = engine.queue_change(&name, change).await?;
     Ok(Json(stats))
 }
 

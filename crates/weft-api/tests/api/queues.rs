@@ -70,3 +70,74 @@ async fn queues_change_live_and_reject_bad_settings() {
     assert_eq!(default["concurrency"], 3);
     assert_eq!(default["paused"], false);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_rate_is_set_shown_refused_when_bad_and_cleared() {
+    let h = harness().await;
+    let rate = |body| h.json(Method::PUT, "/v1/queues/invoicing", body);
+    let r = rate(json!({"rate": {"limit": 10, "per": "1s"}})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["rate"], json!({"limit": 10, "per": "1s"}));
+    // A change of another field keeps the rate.
+    let r = rate(json!({"concurrency": 4})).await;
+    assert_eq!(
+        r.body["rate"],
+        json!({"limit": 10, "per": "1s"}),
+        "{}",
+        r.body
+    );
+    let listed = h.get("/v1/queues").await.body;
+    let shown = listed["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["name"] == "invoicing")
+        .cloned()
+        .unwrap();
+    assert_eq!(shown["rate"], json!({"limit": 10, "per": "1s"}));
+
+    for (body, field, what) in [
+        (
+            json!({"rate": {"limit": 0, "per": "1s"}}),
+            "rate.limit",
+            "must be at least 1, got 0",
+        ),
+        (
+            json!({"rate": {"limit": -2, "per": "1s"}}),
+            "rate.limit",
+            "must be at least 1, got -2",
+        ),
+        (
+            json!({"rate": {"limit": 5, "per": "0s"}}),
+            "rate.per",
+            "longer than zero",
+        ),
+        (
+            json!({"rate": {"limit": 5, "per": "-1s"}}),
+            "rate.per",
+            "invalid duration",
+        ),
+    ] {
+        let r = rate(body).await;
+        let err = assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+        let message = err["message"].as_str().unwrap();
+        assert!(message.contains(field) && message.contains(what), "{err}");
+    }
+    let r = rate(json!({"rate": {"limit": 5, "per": "1s", "burst": 2}})).await;
+    let err = assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+    assert!(err["message"].as_str().unwrap().contains("burst"), "{err}");
+    let r = rate(json!({"rate": {"limit": 5}})).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "bad_request");
+
+    // The refused changes left the rate as it was; null clears it.
+    let r = rate(json!({})).await;
+    assert_eq!(
+        r.body["rate"],
+        json!({"limit": 10, "per": "1s"}),
+        "{}",
+        r.body
+    );
+    let r = rate(json!({"rate": null})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.body["rate"], json!(null));
+}

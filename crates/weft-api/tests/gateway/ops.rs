@@ -78,4 +78,25 @@ async fn cluster_describes_this_node() {
     );
     assert!(r.body["uptime_s"].is_u64());
     assert!(r.body["load"]["inflight"].is_u64() && r.body["load"]["ready"].is_u64());
+    // Alone on its database: one member (itself), its store's kind and pool, its clock.
+    assert_eq!(r.body["mode"], "single");
+    assert!(r.body["lease_ms"].is_null());
+    assert_eq!(r.body["ready"], true);
+    assert!(r.body["now_ms"].as_i64().unwrap() > 0);
+    let store = &r.body["store"];
+    assert!(
+        store["kind"].is_string() && store["pool_size"].as_u64().unwrap() >= 1,
+        "{store}"
+    );
+    let members = r.body["members"].as_array().unwrap();
+    assert_eq!(members.len(), 1, "{members:?}");
+    assert_eq!(members[0]["id"], h.engine.node_id());
+    assert_eq!(members[0]["pool_size"], store["pool_size"]);
+    assert_eq!(
+        (
+            members[0]["ready"].clone(),
+            members[0]["all_queues"].clone()
+        ),
+        (json!(true), json!(true))
+    );
 }

@@ -255,7 +255,7 @@ pub enum QueueCmd {
         #[command(flatten)]
         client: ClientOpts,
     },
-    /// Change a queue's concurrency or pause it, live and persistently.
+    /// Change a queue's concurrency, rate limit or pause switch, live and persistently.
     #[command(group(ArgGroup::new("change").required(true).multiple(true)))]
     Set {
         /// Queue name.
@@ -263,6 +263,14 @@ pub enum QueueCmd {
         /// Attempts that may run at once (1 to 10000)
         #[arg(long, group = "change")]
         concurrency: Option<u32>,
+        /// At most LIMIT starts per PER for the queue's tasks, across every worker and on
+        /// top of their nodes' limits, spaced PER/LIMIT apart, e.g. 10/1s or 100/1m
+        #[arg(long, group = "change", value_name = "LIMIT/PER", allow_hyphen_values = true,
+              value_parser = parse_rate, conflicts_with = "no_rate")]
+        rate: Option<RateArg>,
+        /// Remove the queue's rate limit
+        #[arg(long, group = "change")]
+        no_rate: bool,
         /// Stop starting new attempts
         #[arg(long, group = "change", conflicts_with = "resume")]
         pause: bool,
@@ -286,6 +294,31 @@ pub enum QueueCmd {
         #[command(flatten)]
         client: ClientOpts,
     },
+}
+
+/// `--rate LIMIT/PER` as given; the server checks the values (and names what is wrong).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateArg {
+    /// Starts per interval.
+    pub limit: i64,
+    /// The interval, e.g. `1s`.
+    pub per: String,
+}
+
+/// Reads `10/1s` as a limit and an interval.
+pub fn parse_rate(text: &str) -> Result<RateArg, String> {
+    let help = "expected LIMIT/PER, a whole number of starts per interval, e.g. 10/1s or 100/1m";
+    let (limit, per) = text
+        .split_once('/')
+        .ok_or_else(|| format!("{text:?}: {help}"))?;
+    let limit = limit
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| format!("{text:?}: LIMIT {limit:?} is not a whole number; {help}"))?;
+    Ok(RateArg {
+        limit,
+        per: per.trim().to_string(),
+    })
 }
 
 /// `weft nodes`.

@@ -249,6 +249,8 @@ pub async fn queue(cmd: QueueCmd) -> anyhow::Result<()> {
         QueueCmd::Set {
             name,
             concurrency,
+            rate,
+            no_rate,
             pause,
             resume,
             client,
@@ -256,6 +258,11 @@ pub async fn queue(cmd: QueueCmd) -> anyhow::Result<()> {
             let mut change = json!({});
             if let Some(c) = concurrency {
                 change["concurrency"] = c.into();
+            }
+            if let Some(r) = rate {
+                change["rate"] = json!({"limit": r.limit, "per": r.per});
+            } else if no_rate {
+                change["rate"] = Value::Null;
             }
             if pause || resume {
                 change["paused"] = pause.into();
@@ -290,8 +297,13 @@ fn print_queues(answer: &Value, queues: &[Value], format: Format) {
         "READY",
         "RUNNING",
         "OLDEST READY (MS)",
+        "RATE",
     ]);
     for q in queues {
+        let rate = match (&q["rate"]["limit"], q["rate"]["per"].as_str()) {
+            (Value::Number(limit), Some(per)) => format!("{limit}/{per}"),
+            _ => "-".into(),
+        };
         table.row(vec![
             cell(&q["name"]),
             cell(&q["concurrency"]),
@@ -299,6 +311,7 @@ fn print_queues(answer: &Value, queues: &[Value], format: Format) {
             cell(&q["ready"]),
             cell(&q["running"]),
             cell(&q["oldest_ready_age_ms"]),
+            rate,
         ]);
     }
     table.print();

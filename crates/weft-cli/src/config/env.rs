@@ -18,6 +18,8 @@ const ENV_NOT_CONFIG: &[&str] = &[
 ];
 /// Prefix of the per-queue concurrency variables, `WEFT_QUEUES__<NAME>=N`.
 const ENV_QUEUE_PREFIX: &str = "WEFT_QUEUES__";
+/// `WEFT_QUEUE_RATES__INVOICING=10/1s` sets `[queue_rates] invoicing`.
+const ENV_QUEUE_RATE_PREFIX: &str = "WEFT_QUEUE_RATES__";
 /// Every config variable other than the per-queue ones.
 const ENV_KEYS: &[&str] = &[
     "WEFT_DATA_DIR",
@@ -114,6 +116,14 @@ impl Config {
                         "BATCH" => self.limits.batch = rate,
                         _ => bail!("{}", unknown_env(k)),
                     }
+                }
+                k if k.starts_with(ENV_QUEUE_RATE_PREFIX)
+                    && k.len() > ENV_QUEUE_RATE_PREFIX.len() =>
+                {
+                    let rate = super::queue_rates::parse(value)
+                        .map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+                    let name = k[ENV_QUEUE_RATE_PREFIX.len()..].to_ascii_lowercase();
+                    self.queue_rates.insert(name, rate);
                 }
                 k => match k.strip_prefix(ENV_QUEUE_PREFIX) {
                     Some(name) if !name.is_empty() => {

@@ -9,8 +9,9 @@ use std::sync::Arc;
 /// Most a run-time key limit may be.
 pub const MAX_KEY_CONCURRENCY: u32 = 100_000;
 
-/// Applies the stored run-time key limits; in a cluster, keeps re-reading them so a change
-/// made through any process reaches this one within a poll interval.
+/// Applies the stored run-time key limits; in a cluster, keeps re-reading them (and the
+/// queues' rate limits) so a change made through any process reaches this one within a
+/// poll interval.
 pub(crate) async fn load(inner: &Arc<Inner>) -> Result<(), crate::EngineError> {
     apply_stored(inner, inner.store.limit_list().await?);
     if let Some(poll) = inner.config.cluster.as_ref().map(|c| c.poll) {
@@ -25,6 +26,12 @@ pub(crate) async fn load(inner: &Arc<Inner>) -> Result<(), crate::EngineError> {
                     Ok(list) => apply_stored(&inner, list),
                     Err(e) => {
                         tracing::warn!(error = %e, "reading key limits; keeping the last ones")
+                    }
+                }
+                match inner.store.queue_list().await {
+                    Ok(list) => crate::queue_admin::apply_stored_rates(&inner, &list),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading queue rate limits; keeping the last ones")
                     }
                 }
             }

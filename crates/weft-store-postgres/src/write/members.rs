@@ -13,11 +13,17 @@ pub(crate) async fn member_beat(store: &PostgresStore, m: &MemberRecord) -> Stor
     let (roles, queues) = (to_text(&m.roles)?, to_text(&m.queues)?);
     exec(
         &client,
-        "INSERT INTO members (node_id, hostname, pid, roles, queues, started_at, beat_at, load)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+        // The database's clock is read inside the statement (`clock_timestamp()`, not the
+        // transaction's start) so that it is as close as possible to the beat's arrival.
+        "INSERT INTO members (node_id, hostname, pid, roles, queues, started_at, beat_at, load,
+             pool_size, ready, all_queues, store_beat_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+             (extract(epoch FROM clock_timestamp()) * 1000)::bigint)
          ON CONFLICT (node_id) DO UPDATE SET hostname = excluded.hostname,
              pid = excluded.pid, roles = excluded.roles, queues = excluded.queues,
-             started_at = excluded.started_at, beat_at = excluded.beat_at, load = excluded.load",
+             started_at = excluded.started_at, beat_at = excluded.beat_at, load = excluded.load,
+             pool_size = excluded.pool_size, ready = excluded.ready,
+             all_queues = excluded.all_queues, store_beat_at = excluded.store_beat_at",
         &[
             &m.node_id,
             &m.hostname,
@@ -27,6 +33,9 @@ pub(crate) async fn member_beat(store: &PostgresStore, m: &MemberRecord) -> Stor
             &m.started_at,
             &m.beat_at,
             &i64::from(m.load),
+            &i64::from(m.pool_size),
+            &m.ready,
+            &m.all_queues,
         ],
     )
     .await?;
@@ -48,7 +57,8 @@ pub(crate) async fn member_list(
     let client = store.client().await?;
     rows(
         &client,
-        "SELECT node_id, hostname, pid, roles, queues, started_at, beat_at, load
+        "SELECT node_id, hostname, pid, roles, queues, started_at, beat_at, load,
+             pool_size, ready, store_beat_at, all_queues
          FROM members WHERE beat_at > $1 ORDER BY node_id",
         &[&(now - stale_after_ms)],
     )
@@ -65,8 +75,36 @@ pub(crate) async fn member_list(
             started_at: col(r, 5)?,
             beat_at: col(r, 6)?,
             load: col::<i64>(r, 7)? as u32,
+            pool_size: col::<i64>(r, 8)? as u32,
+            ready: col(r, 9)?,
+            store_beat_at: col(r, 10)?,
+            all_queues: col(r, 11)?,
             node_id,
         })
     })
     .collect()
+}
+
+/// The server's connection limits and clock, and this store's share of its connections.
+pub(crate) async fn store_facts(store: &PostgresStore) -> StoreResult<StoreFacts> {
+    let client = store.client().await?;
+    // `reserved_connections` exists from PostgreSQL 16 on; `current_setting(.., true)` is
+    // NULL where it does not.
+    let r = crate::conv::row(
+        &client,
+        "SELECT current_setting('max_connections')::bigint,
+             current_setting('superuser_reserved_connections')::bigint
+                 + coalesce(current_setting('reserved_connections', true)::bigint, 0),
+             (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+        &[],
+    )
+    .await?
+    .ok_or_else(|| StoreError::Corrupt("SHOW max_connections returned no row".into()))?;
+    Ok(StoreFacts {
+        kind: "postgres".into(),
+        pool_size: store.connections(),
+        max_connections: Some(col::<i64>(&r, 0)? as u32),
+        reserved_connections: Some(col::<i64>(&r, 1)? as u32),
+        now: Some(col(&r, 2)?),
+    })
 }

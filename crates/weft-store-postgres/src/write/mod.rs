@@ -16,13 +16,14 @@ mod dag;
 mod finish;
 mod manage;
 mod members;
+pub(crate) mod prepared;
 pub(crate) mod schedules;
 
 pub(crate) use claims::{
     leader_acquire, leader_get, leader_release, task_claim, task_heartbeat, task_reap, task_release,
 };
 pub(crate) use manage::{dlq_discard, dlq_replay, promote_due, run_cancel, run_recount};
-pub(crate) use members::{member_beat, member_list};
+pub(crate) use members::{member_beat, member_list, store_facts};
 
 use crate::PostgresStore;
 use crate::conv::{col, db, exec, fingerprint, row, rows, run_ms, to_text};
@@ -174,13 +175,14 @@ pub(crate) async fn flow_put(
 /// Deletes every version of a flow unless a run of it is live or has a dead task.
 pub(crate) async fn flow_delete(store: &PostgresStore, name: &str) -> StoreResult<u32> {
     let mut client = store.client().await?;
-    let w = W::begin(&mut client, store).await?;
+    let mut w = W::begin(&mut client, store).await?;
     exec(
         &w.tx,
         "SELECT pg_advisory_xact_lock($1::int4, hashtext($2::text))",
         &[&FLOW_LOCK, &name],
     )
     .await?;
+    w.drop_prepared_of_flow(name).await?;
     let counts = row(
         &w.tx,
         "SELECT (SELECT count(*) FROM runs WHERE flow = $1 AND state IN ('queued', 'running')),
@@ -215,9 +217,18 @@ pub(crate) async fn flow_delete(store: &PostgresStore, name: &str) -> StoreResul
 pub(crate) async fn queue_put(c: &Client, q: &QueueSettings) -> StoreResult<()> {
     exec(
         c,
-        "INSERT INTO queues (name, concurrency, paused) VALUES ($1, $2, $3)
-         ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency, paused = excluded.paused",
-        &[&q.name, &(q.concurrency as i32), &q.paused],
+        "INSERT INTO queues (name, concurrency, paused, rate_limit, rate_per_ms)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,
+             paused = excluded.paused, rate_limit = excluded.rate_limit,
+             rate_per_ms = excluded.rate_per_ms",
+        &[
+            &q.name,
+            &(q.concurrency as i32),
+            &q.paused,
+            &q.rate.map(|r| r.limit as i32),
+            &q.rate.map(|r| i64::try_from(r.per_ms).unwrap_or(i64::MAX)),
+        ],
     )
     .await?;
     Ok(())

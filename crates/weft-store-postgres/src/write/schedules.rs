@@ -4,20 +4,23 @@
 //! idempotency key stops a duplicate run even if they did not.
 
 use super::W;
+use super::prepared::Release;
 use crate::PostgresStore;
 use crate::conv::{col, exec, row, rows, run_ms, to_text};
+use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 use tokio_postgres::Row;
 use weft_core::CompiledFlow;
 use weft_core::schedule::ScheduleSpec;
 use weft_core::time::Millis;
 use weft_store::schedules::{
-    PlanMemo, ScheduleCache, new_run_id, stored_schedule, tick_key, tick_run, unreadable,
+    PlanMemo, ScheduleCache, keeps_prepared, new_run_id, stored_schedule, tick_key, tick_run,
+    unreadable,
 };
 use weft_store::*;
 
 /// Compiled schedules, shared by every store of the process (keyed by name and document).
-static CACHE: LazyLock<ScheduleCache> = LazyLock::new(ScheduleCache::default);
+pub(super) static CACHE: LazyLock<ScheduleCache> = LazyLock::new(ScheduleCache::default);
 
 const COLS: &str = "name, spec, paused, next_fire_at, last_fire_at, created_at, updated_at";
 
@@ -76,13 +79,16 @@ pub(crate) async fn schedule_put(
     let text = to_text(spec)?;
     let compiled = CACHE.get(&spec.name, &text)?;
     let mut client = store.client().await?;
-    let w = W::begin(&mut client, store).await?;
+    let mut w = W::begin(&mut client, store).await?;
     let sql = format!("SELECT {COLS} FROM schedules WHERE name = $1 FOR UPDATE");
     let old = row(&w.tx, &sql, &[&spec.name])
         .await?
         .as_ref()
         .map(to_record)
         .transpose()?;
+    // Any change may matter to the tick prepared ahead (input, flow, version, cron): it is
+    // dropped and prepared again from the new document.
+    w.drop_prepared_of(&spec.name).await?;
     let next = match &old {
         Some(o)
             if o.spec.cron == spec.cron && o.spec.timezone == spec.timezone && !o.spec.paused =>
@@ -95,7 +101,8 @@ pub(crate) async fn schedule_put(
         "INSERT INTO schedules (name, spec, paused, next_fire_at, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $5)
          ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, paused = excluded.paused,
-           next_fire_at = excluded.next_fire_at, updated_at = excluded.updated_at
+           next_fire_at = excluded.next_fire_at, updated_at = excluded.updated_at,
+           prepared_run = NULL
          RETURNING {COLS}"
     );
     let r = row(&w.tx, &sql, &[&spec.name, &text, &spec.paused, &next, &now])
@@ -107,10 +114,21 @@ pub(crate) async fn schedule_put(
 }
 
 pub(crate) async fn schedule_delete(store: &PostgresStore, name: &str) -> StoreResult<()> {
-    let client = store.client().await?;
-    if exec(&client, "DELETE FROM schedules WHERE name = $1", &[&name]).await? == 0 {
+    let mut client = store.client().await?;
+    let mut w = W::begin(&mut client, store).await?;
+    if rows(
+        &w.tx,
+        "SELECT 1 FROM schedules WHERE name = $1 FOR UPDATE",
+        &[&name],
+    )
+    .await?
+    .is_empty()
+    {
         return Err(StoreError::NotFound(format!("schedule {name}")));
     }
+    w.drop_prepared_of(name).await?;
+    exec(&w.tx, "DELETE FROM schedules WHERE name = $1", &[&name]).await?;
+    w.commit().await?;
     Ok(())
 }
 
@@ -121,7 +139,7 @@ pub(crate) async fn schedule_set_paused(
     now: Millis,
 ) -> StoreResult<ScheduleRecord> {
     let mut client = store.client().await?;
-    let w = W::begin(&mut client, store).await?;
+    let mut w = W::begin(&mut client, store).await?;
     let sql = format!("SELECT {COLS} FROM schedules WHERE name = $1 FOR UPDATE");
     let old = row(&w.tx, &sql, &[&name])
         .await?
@@ -129,6 +147,10 @@ pub(crate) async fn schedule_set_paused(
         .map(to_record)
         .transpose()?
         .ok_or_else(|| StoreError::NotFound(format!("schedule {name}")))?;
+    if paused {
+        // A paused schedule fires nothing, not even a tick prepared before the pause.
+        w.drop_prepared_of(name).await?;
+    }
     let next = match (paused, old.spec.paused) {
         (false, true) => old
             .spec
@@ -149,7 +171,10 @@ pub(crate) async fn schedule_set_paused(
 }
 
 /// The flow a schedule's runs use: its pinned version, or the latest one.
-async fn schedule_flow(w: &W<'_>, spec: &ScheduleSpec) -> StoreResult<(Arc<CompiledFlow>, u32)> {
+pub(super) async fn schedule_flow(
+    w: &W<'_>,
+    spec: &ScheduleSpec,
+) -> StoreResult<(Arc<CompiledFlow>, u32)> {
     let version = match spec.version {
         Some(v) => v,
         None => {
@@ -180,12 +205,15 @@ pub(crate) async fn schedule_fire_due(
     let mut w = W::begin(&mut client, store).await?;
     let due = rows(
         &w.tx,
-        "SELECT name, spec, next_fire_at FROM schedules
+        "SELECT name, spec, next_fire_at, prepared_run FROM schedules
          WHERE NOT paused AND next_fire_at IS NOT NULL AND next_fire_at <= $1
          ORDER BY next_fire_at LIMIT $2 FOR UPDATE SKIP LOCKED",
         &[&now, &i64::from(limit)],
     )
     .await?;
+    let prepared = prepared_versions(&w, &due).await?;
+    let mut release = Vec::new();
+    let mut drop = Vec::new();
     let mut fired = Vec::new();
     let mut plans = PlanMemo::default();
     let mut flows = std::collections::HashMap::new();
@@ -194,9 +222,11 @@ pub(crate) async fn schedule_fire_due(
     let mut update: (Vec<String>, Vec<Option<Millis>>, Vec<Option<Millis>>) = Default::default();
     for r in &due {
         let (name, text, at): (String, String, Millis) = (col(r, 0)?, col(r, 1)?, col(r, 2)?);
+        let held: Option<String> = col(r, 3)?;
         let compiled = match CACHE.get(&name, &text) {
             Ok(c) => c,
             Err(e) => {
+                drop.extend(held);
                 fired.push(unreadable(&name, at, &e));
                 update.0.push(name);
                 update.1.push(None);
@@ -214,6 +244,29 @@ pub(crate) async fn schedule_fire_due(
                 f
             }
         };
+        // The run prepared for `at` is released if this plan fires `at` with the same flow
+        // version; otherwise it goes, before a fresh run takes its tick key.
+        let releasing = match (held, &flow) {
+            (Some(run), Ok((flow, v)))
+                if keeps_prepared(&plan, at, prepared.get(&run).copied().unwrap_or(0), *v) =>
+            {
+                release.push((
+                    fired.len(),
+                    Release {
+                        run,
+                        flow: flow.clone(),
+                        version: *v,
+                        tick: at,
+                    },
+                ));
+                true
+            }
+            (Some(run), _) => {
+                drop.push(run);
+                false
+            }
+            (None, _) => false,
+        };
         for &tick in &plan.ticks {
             let mut out = FiredTick {
                 schedule: name.clone(),
@@ -223,6 +276,7 @@ pub(crate) async fn schedule_fire_due(
                 error: None,
             };
             match &flow {
+                Ok(_) if tick == at && releasing => {}
                 Ok((flow, version)) => {
                     at_run.push(fired.len());
                     runs.push(tick_run(
@@ -243,6 +297,15 @@ pub(crate) async fn schedule_fire_due(
         update.1.push(plan.next);
         update.0.push(name);
     }
+    w.drop_prepared(&drop).await?;
+    if !release.is_empty() {
+        let batch: Vec<Release> = release.iter().map(|(_, r)| r.clone()).collect();
+        let released = w.release_prepared(&batch).await?;
+        for (i, r) in release {
+            fired[i].created = released.contains(&r.run);
+            fired[i].run_id = Some(r.run);
+        }
+    }
     if !runs.is_empty() {
         let created = w.create_runs(&runs).await?;
         for (i, c) in at_run.into_iter().zip(created) {
@@ -253,7 +316,8 @@ pub(crate) async fn schedule_fire_due(
     if !update.0.is_empty() {
         exec(
             &w.tx,
-            "UPDATE schedules s SET next_fire_at = u.next, last_fire_at = coalesce(u.last, s.last_fire_at)
+            "UPDATE schedules s SET next_fire_at = u.next, last_fire_at = coalesce(u.last, s.last_fire_at),
+               prepared_run = NULL
              FROM unnest($1::text[], $2::int8[], $3::int8[]) AS u(name, next, last)
              WHERE s.name = u.name",
             &[&update.0, &update.1, &update.2],
@@ -261,6 +325,29 @@ pub(crate) async fn schedule_fire_due(
         .await?;
     }
     Ok((fired, w.commit().await?))
+}
+
+/// The flow version of each due schedule's prepared run, by run id.
+pub(super) async fn prepared_versions(w: &W<'_>, due: &[Row]) -> StoreResult<HashMap<String, u32>> {
+    let ids: Vec<String> = due
+        .iter()
+        .filter_map(|r| col::<Option<String>>(r, 3).transpose())
+        .collect::<StoreResult<_>>()?;
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ms: Vec<i64> = ids.iter().map(|id| run_ms(id)).collect();
+    let found = rows(
+        &w.tx,
+        "SELECT r.id, r.version FROM runs r JOIN unnest($1::text[], $2::int8[]) AS u(id, ms)
+           ON r.id = u.id AND r.id_ms = u.ms",
+        &[&ids, &ms],
+    )
+    .await?;
+    found
+        .iter()
+        .map(|r| Ok((col(r, 0)?, col::<i32>(r, 1)? as u32)))
+        .collect()
 }
 
 pub(crate) async fn schedule_trigger(

@@ -12,12 +12,14 @@ impl W {
         db(self
             .conn
             .prepare_cached(
-                "INSERT INTO members (node_id, hostname, pid, roles, queues, started_at, beat_at, load)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                "INSERT INTO members (node_id, hostname, pid, roles, queues, started_at, beat_at, load,
+                     pool_size, ready, all_queues)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT (node_id) DO UPDATE SET hostname = excluded.hostname,
                      pid = excluded.pid, roles = excluded.roles, queues = excluded.queues,
                      started_at = excluded.started_at, beat_at = excluded.beat_at,
-                     load = excluded.load",
+                     load = excluded.load, pool_size = excluded.pool_size,
+                     ready = excluded.ready, all_queues = excluded.all_queues",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -28,7 +30,10 @@ impl W {
                     queues,
                     m.started_at,
                     m.beat_at,
-                    m.load
+                    m.load,
+                    m.pool_size,
+                    m.ready,
+                    m.all_queues
                 ])
             }))?;
         db(self

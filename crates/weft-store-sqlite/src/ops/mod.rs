@@ -125,6 +125,7 @@ impl W {
     /// Deletes every version of a flow unless a run of it is still live. The compiled-flow
     /// cache forgets it too: a flow applied again under the same name starts at version 1.
     pub(crate) fn flow_delete(&mut self, name: &str) -> R<u32> {
+        self.drop_prepared_of_flow(name)?;
         let live: i64 = db(self
             .conn
             .prepare_cached(
@@ -164,10 +165,21 @@ impl W {
         db(self
             .conn
             .prepare_cached(
-                "INSERT INTO queues (name, concurrency, paused) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency, paused = excluded.paused",
+                "INSERT INTO queues (name, concurrency, paused, rate_limit, rate_per_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (name) DO UPDATE SET concurrency = excluded.concurrency,
+                     paused = excluded.paused, rate_limit = excluded.rate_limit,
+                     rate_per_ms = excluded.rate_per_ms",
             )
-            .and_then(|mut s| s.execute(params![q.name, q.concurrency, q.paused])))?;
+            .and_then(|mut s| {
+                s.execute(params![
+                    q.name,
+                    q.concurrency,
+                    q.paused,
+                    q.rate.map(|r| r.limit),
+                    q.rate.map(|r| i64::try_from(r.per_ms).unwrap_or(i64::MAX)),
+                ])
+            }))?;
         Ok(())
     }
 

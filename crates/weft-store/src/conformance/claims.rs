@@ -164,6 +164,7 @@ pub async fn claim_respects_queue_and_limit(store: DynStore) {
             name: "other".into(),
             concurrency: 1,
             paused: true,
+            rate: None,
         })
         .await
         .expect("queue_put");

@@ -11,6 +11,7 @@ pub async fn close_makes_later_calls_fail(store: DynStore) {
         name: "q".into(),
         concurrency: 1,
         paused: false,
+        rate: None,
     };
     let write = store.queue_put(&settings).await;
     assert!(

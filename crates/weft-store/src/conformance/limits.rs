@@ -1,5 +1,6 @@
 //! Run-time key limits: stored by key, replaced by a later put, removed by delete. Key
 //! slots: at most `limit` unexpired holds per key, released or expired holds free theirs.
+//! Rate buckets: starts spaced one interval apart, atomically across callers.
 
 use crate::{DynStore, KeyLimitRecord, KeySlotHold};
 
@@ -115,4 +116,48 @@ pub async fn put_replace_list_delete(store: DynStore) {
         store.limit_list().await.expect("limit_list"),
         vec![limit("customer:b", 7, 3)]
     );
+}
+
+/// A rate bucket (GCRA, no burst): the first take of a new bucket is allowed; a take before
+/// the bucket's time is refused with that time and changes nothing; a take at or after it
+/// is allowed and moves it one interval past `now`. Buckets are apart. Of takes racing at
+/// one instant, exactly one is allowed.
+pub async fn rate_buckets_space_starts(store: DynStore) {
+    let take = |bucket: &'static str, now: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .rate_take(bucket, 200_000, now)
+                .await
+                .expect("rate_take")
+        }
+    };
+    assert_eq!(take("b", 1_000_000).await, None, "a new bucket admits");
+    assert_eq!(take("b", 1_000_000).await, Some(1_200_000));
+    assert_eq!(
+        take("b", 1_150_000).await,
+        Some(1_200_000),
+        "a refusal moves nothing"
+    );
+    assert_eq!(take("other", 1_150_000).await, None, "buckets are apart");
+    assert_eq!(take("b", 1_200_000).await, None, "its time has come");
+    assert_eq!(take("b", 1_300_000).await, Some(1_400_000));
+    // Idle for long: the next start is one interval after `now`, not after the old time
+    // (no burst is saved up).
+    assert_eq!(take("b", 5_000_000).await, None);
+    assert_eq!(take("b", 5_000_001).await, Some(5_200_000));
+
+    let mut racing = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        racing.spawn(async move { store.rate_take("race", 100_000, 7_000_000).await });
+    }
+    let mut allowed = 0;
+    while let Some(done) = racing.join_next().await {
+        match done.expect("join").expect("rate_take") {
+            None => allowed += 1,
+            Some(at) => assert_eq!(at, 7_100_000, "refused with the bucket's time"),
+        }
+    }
+    assert_eq!(allowed, 1, "one of the racing takes is allowed");
 }

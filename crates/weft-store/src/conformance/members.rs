@@ -26,6 +26,10 @@ fn member(node_id: &str, beat_at: i64, running: u32) -> MemberRecord {
         started_at: T0 - 1_000,
         beat_at,
         load: running,
+        pool_size: 11,
+        ready: true,
+        all_queues: false,
+        store_beat_at: None,
     }
 }
 
@@ -33,11 +37,24 @@ async fn beat(store: &DynStore, m: &MemberRecord) {
     store.member_beat(m).await.expect("member_beat");
 }
 
+/// The listed members, with the store's beat time checked against the real clock and then
+/// cleared (the fixtures' beat times are made up; the store's is its own clock's).
 async fn list(store: &DynStore, now: i64, stale_after_ms: i64) -> Vec<MemberRecord> {
-    store
+    let mut members = store
         .member_list(now, stale_after_ms)
         .await
-        .expect("member_list")
+        .expect("member_list");
+    let real_now = weft_core::time::Clock::now_ms(&weft_core::time::SystemClock);
+    for m in &mut members {
+        if let Some(at) = m.store_beat_at.take() {
+            assert!(
+                (at - real_now).abs() < 60_000,
+                "{}'s store beat time {at} is not the database's clock ({real_now})",
+                m.node_id
+            );
+        }
+    }
+    members
 }
 
 /// Beats are listed back as they were written, by node id.
@@ -85,4 +102,45 @@ pub async fn stale_member_is_not_listed(store: DynStore) {
     let back = member("node-a", T0 + 6_000, 0);
     beat(&store, &back).await;
     assert_eq!(list(&store, T0 + 6_000, 5_000).await, vec![back, fresh]);
+}
+
+/// A beat's pool size, readiness and serving every queue are listed back, and a store with its own clock stamps
+/// each beat with it, whatever time the member claimed.
+pub async fn beat_keeps_pool_readiness_and_the_store_clock(store: DynStore) {
+    let draining = MemberRecord {
+        pool_size: 3,
+        ready: false,
+        all_queues: true,
+        ..member("node-a", T0, 0)
+    };
+    beat(&store, &draining).await;
+    let raw = store.member_list(T0, 5_000).await.expect("member_list");
+    assert_eq!(raw.len(), 1);
+    assert_eq!(
+        (raw[0].pool_size, raw[0].ready, raw[0].all_queues),
+        (3, false, true)
+    );
+    let facts = store.store_facts().await.expect("store_facts");
+    // Stores with a clock of their own stamp beats with it; the others leave it empty.
+    assert_eq!(raw[0].store_beat_at.is_some(), facts.now.is_some());
+    assert_eq!(list(&store, T0, 5_000).await, vec![draining]);
+}
+
+/// The store names its kind and its pool; a server reports its connection limit, with
+/// fewer reserved connections than that, and its clock.
+pub async fn store_facts_describe_the_database(store: DynStore) {
+    let facts = store.store_facts().await.expect("store_facts");
+    assert!(
+        matches!(facts.kind.as_str(), "sqlite" | "postgres"),
+        "{facts:?}"
+    );
+    assert!(facts.pool_size >= 1, "{facts:?}");
+    assert_eq!(facts.max_connections.is_some(), facts.kind == "postgres");
+    if let (Some(max), Some(reserved)) = (facts.max_connections, facts.reserved_connections) {
+        assert!(reserved < max, "{facts:?}");
+    }
+    if let Some(now) = facts.now {
+        let real_now = weft_core::time::Clock::now_ms(&weft_core::time::SystemClock);
+        assert!((now - real_now).abs() < 60_000, "{facts:?} vs {real_now}");
+    }
 }

@@ -43,6 +43,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod manage;
 pub mod members;
+pub mod prepared;
 pub mod queues;
 pub mod retention;
 pub mod retries;
@@ -217,10 +218,12 @@ macro_rules! conformance_tests {
                 empty_store_has_no_queues,
                 put_list_round_trip,
                 put_overwrites,
+                rate_round_trip,
             }
             limits {
                 put_replace_list_delete,
                 key_slots_acquire_release_expire,
+                rate_buckets_space_starts,
             }
             keys {
                 empty_store_has_no_keys,
@@ -250,6 +253,8 @@ macro_rules! conformance_tests {
                 beat_then_list_round_trips,
                 second_beat_updates_the_member,
                 stale_member_is_not_listed,
+                beat_keeps_pool_readiness_and_the_store_clock,
+                store_facts_describe_the_database,
             }
             events {
                 create_reports_the_new_run,
@@ -278,6 +283,16 @@ macro_rules! conformance_tests {
                 trigger_starts_a_run_now,
                 tick_of_a_missing_flow_reports_and_advances,
                 delete_removes_the_schedule,
+            }
+            prepared {
+                a_prepared_tick_is_held_until_the_fire_step_releases_it,
+                a_released_delay_root_waits_from_the_tick,
+                pause_reapply_and_delete_drop_the_prepared_run,
+                a_late_prepared_tick_follows_the_misfire_policy,
+                a_new_flow_version_replaces_the_prepared_run,
+                a_cancelled_prepared_run_does_not_fire,
+                deleting_the_flow_drops_the_prepared_run,
+                release_due_starts_prepared_ticks_once,
             }
             retention {
                 prune_removes_finished_runs_of_old_days,

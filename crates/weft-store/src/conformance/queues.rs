@@ -1,12 +1,13 @@
-//! Queue settings: stored by name, overwritten by a later put.
+//! Queue settings: stored by name (with their rate limit, if any), overwritten by a later put.
 
-use crate::{DynStore, QueueSettings};
+use crate::{DynStore, QueueRate, QueueSettings};
 
 fn queue(name: &str, concurrency: u32, paused: bool) -> QueueSettings {
     QueueSettings {
         name: name.into(),
         concurrency,
         paused,
+        rate: None,
     }
 }
 
@@ -45,4 +46,31 @@ pub async fn put_overwrites(store: DynStore) {
         listed(&store).await,
         vec![updated, queue("other", 2, false)]
     );
+}
+
+/// A queue's rate limit is stored with it, replaced by a later put, and cleared by a put
+/// without one.
+pub async fn rate_round_trip(store: DynStore) {
+    let mut invoicing = queue("invoicing", 4, false);
+    invoicing.rate = Some(QueueRate {
+        limit: 10,
+        per_ms: 1_000,
+    });
+    store.queue_put(&invoicing).await.expect("queue_put rate");
+    assert_eq!(listed(&store).await, vec![invoicing.clone()]);
+    invoicing.rate = Some(QueueRate {
+        limit: 3,
+        per_ms: 60_000,
+    });
+    store
+        .queue_put(&invoicing)
+        .await
+        .expect("queue_put new rate");
+    assert_eq!(listed(&store).await, vec![invoicing.clone()]);
+    invoicing.rate = None;
+    store
+        .queue_put(&invoicing)
+        .await
+        .expect("queue_put no rate");
+    assert_eq!(listed(&store).await, vec![invoicing]);
 }

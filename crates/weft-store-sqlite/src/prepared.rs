@@ -1,0 +1,237 @@
+//! Ticks prepared ahead (see `weft_store::schedules`): the prepare step creates a tick's run
+//! held a few seconds early, the fire step releases it at the tick (one small update per
+//! root instead of a run creation), and pause, re-apply and delete drop it. All of it runs
+//! on the writer thread, inside the writer's batch transaction.
+
+use crate::ops::W;
+use crate::schedules::{CACHE, db};
+use rusqlite::{OptionalExtension, params};
+use std::collections::HashMap;
+use std::sync::Arc;
+use weft_core::CompiledFlow;
+use weft_core::nodes::NodeKind;
+use weft_core::time::Millis;
+use weft_store::schedules::{PlanMemo, held_reason, keeps_prepared, prepared_run};
+use weft_store::*;
+
+impl W {
+    /// Creates the held runs of up to `limit` unprepared ticks in `(now, until]`.
+    pub(crate) fn schedule_prepare(
+        &mut self,
+        now: Millis,
+        until: Millis,
+        limit: u32,
+        fx: &mut Effects,
+    ) -> StoreResult<u32> {
+        let todo: Vec<(String, String, Millis)> = db(self
+            .conn
+            .prepare_cached(
+                "SELECT name, spec, next_fire_at FROM schedules
+                 WHERE paused = 0 AND next_fire_at IS NOT NULL AND prepared_run IS NULL
+                   AND next_fire_at > ?1 AND next_fire_at <= ?2
+                 ORDER BY next_fire_at LIMIT ?3",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![now, until, limit], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
+                .collect()
+            }))?;
+        // A held run has no timer: the creation's wake-up for its start is not wanted.
+        let next_due = fx.next_due;
+        let mut flows = HashMap::new();
+        let mut prepared = 0;
+        for (name, text, tick) in todo {
+            // A schedule that cannot be prepared (unreadable document, flow gone) is left
+            // to the fire step, which reports why at the tick.
+            let Ok(compiled) = CACHE.get(&name, &text) else {
+                continue;
+            };
+            let key = (compiled.spec.flow.clone(), compiled.spec.version);
+            let flow = match flows.get(&key) {
+                Some(f) => Clone::clone(f),
+                None => {
+                    let f = self.schedule_flow(&compiled.spec).ok();
+                    flows.insert(key, f.clone());
+                    f
+                }
+            };
+            let Some((flow, version)) = flow else {
+                continue;
+            };
+            let run = prepared_run(&compiled, flow, version, tick, now);
+            let created = self.run_create(&run, fx)?;
+            if created.created {
+                db(self
+                    .conn
+                    .prepare_cached(
+                        "UPDATE tasks SET deferred_until = scheduled_at, scheduled_at = NULL, deferred_reason = ?2
+                         WHERE run_id = ?1 AND state = 'pending'",
+                    )
+                    .and_then(|mut s| s.execute(params![created.id, held_reason(&name, tick)])))?;
+                prepared += 1;
+            }
+            db(self
+                .conn
+                .prepare_cached("UPDATE schedules SET prepared_run = ?2 WHERE name = ?1")
+                .and_then(|mut s| s.execute(params![name, created.id])))?;
+        }
+        fx.next_due = next_due;
+        Ok(prepared)
+    }
+
+    /// Releases every due prepared tick the fire step would release (see
+    /// `ScheduleStore::schedule_release_due`), leaving the schedules for the fire step.
+    pub(crate) fn schedule_release_due(
+        &mut self,
+        now: Millis,
+        fx: &mut Effects,
+    ) -> StoreResult<Vec<FiredTick>> {
+        let due: Vec<(String, String, Millis, String, u32)> = db(self
+            .conn
+            .prepare_cached(
+                "SELECT s.name, s.spec, s.next_fire_at, s.prepared_run, r.version
+                 FROM schedules s JOIN runs r ON r.id = s.prepared_run
+                 WHERE s.paused = 0 AND s.next_fire_at IS NOT NULL AND s.next_fire_at <= ?1",
+            )
+            .and_then(|mut s| {
+                s.query_map([now], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })?
+                .collect()
+            }))?;
+        let mut plans = PlanMemo::default();
+        let mut flows = HashMap::new();
+        let mut fired = Vec::new();
+        for (name, text, at, run, version) in due {
+            let Ok(compiled) = CACHE.get(&name, &text) else {
+                continue;
+            };
+            let key = (compiled.spec.flow.clone(), compiled.spec.version);
+            let flow = match flows.get(&key) {
+                Some(f) => Clone::clone(f),
+                None => {
+                    let f = self.schedule_flow(&compiled.spec).ok();
+                    flows.insert(key, f.clone());
+                    f
+                }
+            };
+            let Some((flow, now_version)) = flow else {
+                continue;
+            };
+            if !keeps_prepared(&plans.plan(&compiled, at, now), at, version, now_version) {
+                continue;
+            }
+            if self.release_prepared(&run, &flow, version, at, fx)? {
+                fired.push(FiredTick {
+                    schedule: name,
+                    fire_time: at,
+                    run_id: Some(run),
+                    created: true,
+                    error: None,
+                });
+            }
+        }
+        Ok(fired)
+    }
+
+    /// Starts a held run at its tick: `delay` roots start their timer from the tick, the
+    /// other roots become ready. False when nothing was held any more (the run was
+    /// cancelled meanwhile).
+    pub(crate) fn release_prepared(
+        &mut self,
+        run: &str,
+        flow: &Arc<CompiledFlow>,
+        version: u32,
+        tick: Millis,
+        fx: &mut Effects,
+    ) -> StoreResult<bool> {
+        let mut released = false;
+        for &idx in &flow.roots {
+            let node = &flow.nodes[idx];
+            if node.kind == NodeKind::Delay {
+                let due = tick + node.delay.unwrap_or_default().as_millis() as Millis;
+                let n = db(self
+                    .conn
+                    .prepare_cached(
+                        "UPDATE tasks SET scheduled_at = ?3, deferred_reason = NULL, deferred_until = NULL
+                         WHERE run_id = ?1 AND node = ?2 AND state = 'pending' AND scheduled_at IS NULL",
+                    )
+                    .and_then(|mut s| s.execute(params![run, node.name, due])))?;
+                if n > 0 {
+                    fx.next_due = Some(fx.next_due.map_or(due, |d: Millis| d.min(due)));
+                    released = true;
+                }
+            } else {
+                let n = db(self
+                    .conn
+                    .prepare_cached(
+                        "UPDATE tasks SET state = 'ready', deferred_reason = NULL, deferred_until = NULL
+                         WHERE run_id = ?1 AND node = ?2 AND state = 'pending' AND scheduled_at IS NULL",
+                    )
+                    .and_then(|mut s| s.execute(params![run, node.name])))?;
+                if n > 0 {
+                    fx.ready.push(ReadyTask::of(run, flow, version, node, 1));
+                    released = true;
+                }
+            }
+        }
+        Ok(released)
+    }
+
+    /// Deletes a held run (never started; its tick key becomes free again). A run that is
+    /// no longer held (cancelled by a user, or already released) is left alone.
+    pub(crate) fn drop_prepared(&mut self, run: &str) -> StoreResult<()> {
+        let held: Option<i64> = db(self
+            .conn
+            .prepare_cached(
+                "SELECT 1 FROM runs r WHERE r.id = ?1 AND r.state = 'queued' AND EXISTS
+                   (SELECT 1 FROM tasks t WHERE t.run_id = r.id AND t.state = 'pending' AND t.scheduled_at IS NULL)",
+            )
+            .and_then(|mut s| s.query_row([run], |r| r.get(0)).optional()))?;
+        if held.is_some() {
+            for sql in [
+                "DELETE FROM tasks WHERE run_id = ?1",
+                "DELETE FROM runs WHERE id = ?1",
+            ] {
+                db(self
+                    .conn
+                    .prepare_cached(sql)
+                    .and_then(|mut s| s.execute([run])))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops the held runs of flow `flow` (it is being deleted: a held run must not keep
+    /// it alive, and the tick reports the missing flow when it comes due).
+    pub(crate) fn drop_prepared_of_flow(&mut self, flow: &str) -> StoreResult<()> {
+        let names: Vec<String> = db(self
+            .conn
+            .prepare_cached(
+                "SELECT name FROM schedules
+                 WHERE prepared_run IS NOT NULL AND json_extract(spec, '$.flow') = ?1",
+            )
+            .and_then(|mut s| s.query_map([flow], |r| r.get(0))?.collect()))?;
+        for name in names {
+            self.drop_prepared_of(&name)?;
+        }
+        Ok(())
+    }
+
+    /// Drops schedule `name`'s held run, if it has one, and clears `prepared_run`.
+    pub(crate) fn drop_prepared_of(&mut self, name: &str) -> StoreResult<()> {
+        let run: Option<Option<String>> = db(self
+            .conn
+            .prepare_cached("SELECT prepared_run FROM schedules WHERE name = ?1")
+            .and_then(|mut s| s.query_row([name], |r| r.get(0)).optional()))?;
+        if let Some(Some(run)) = run {
+            self.drop_prepared(&run)?;
+            db(self
+                .conn
+                .prepare_cached("UPDATE schedules SET prepared_run = NULL WHERE name = ?1")
+                .and_then(|mut s| s.execute([name])))?;
+        }
+        Ok(())
+    }
+}
