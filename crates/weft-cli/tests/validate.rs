@@ -20,6 +20,18 @@ const FAST: &[&str] = &["--lease", "2s", "--leader-ttl", "2s", "--poll", "50ms"]
 /// stalling it.
 const VALIDATE_DEADLINE: Duration = Duration::from_secs(120);
 
+/// Every check of the checklist, in the order it is printed.
+const CHECKS: [&str; 8] = [
+    "reachable",
+    "nodes_ready",
+    "queues_served",
+    "pool_fits",
+    "leader",
+    "clocks",
+    "load_test",
+    "fault_drill",
+];
+
 async fn validate(args: &[&str]) -> Output {
     let mut all = vec!["validate", "-o", "json"];
     all.extend_from_slice(args);
@@ -69,30 +81,12 @@ async fn weft_up_passes_every_check_and_the_drill_says_it_needs_a_cluster() {
         .iter()
         .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        names,
-        [
-            "reachable",
-            "nodes_ready",
-            "queues_served",
-            "pool_fits",
-            "leader",
-            "clocks",
-            "load_test",
-            "fault_drill"
-        ]
-    );
-    for name in [
-        "reachable",
-        "nodes_ready",
-        "queues_served",
-        "leader",
-        "clocks",
-        "load_test",
-    ] {
+    assert_eq!(names, CHECKS);
+    // SQLite has no server connection limit; without --faults there is no drill.
+    let skipped = ["pool_fits", "fault_drill"];
+    for name in CHECKS.into_iter().filter(|n| !skipped.contains(n)) {
         assert_eq!(status(&list, name), "pass", "{list:#}");
     }
-    // SQLite has no server connection limit; without --faults there is no drill.
     assert_eq!(status(&list, "pool_fits"), "skip");
     assert_eq!(status(&list, "fault_drill"), "skip");
     assert_eq!(list["score"], 100);
@@ -175,16 +169,7 @@ async fn a_cluster_passes_and_a_worker_killed_by_pid_loses_no_run() {
     .await;
     let list = checklist(&o);
     assert!(o.status.success(), "{list:#}\n{}", text(&o).1);
-    for name in [
-        "reachable",
-        "nodes_ready",
-        "queues_served",
-        "pool_fits",
-        "leader",
-        "clocks",
-        "load_test",
-        "fault_drill",
-    ] {
+    for name in CHECKS {
         assert_eq!(status(&list, name), "pass", "{name}: {list:#}");
     }
     // Four processes with a pool of 4 and one listening connection each.

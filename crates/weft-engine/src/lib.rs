@@ -34,7 +34,7 @@ pub use events::{Event, EventFilter, EventLog, LiveEvent, Subscription};
 pub use explain::{Explanation, Reason};
 pub use limits::{KeyUsage, LimitWait, TaskRef};
 pub use manage::{BatchItem, QueueServed, WorkerInfo};
-pub use membership::MemberInfo;
+pub use membership::{MemberInfo, hostname};
 pub use queue::{QueueStats, RateView};
 pub use queue_admin::{MAX_QUEUE_CONCURRENCY, QueueChange, queue_rate};
 pub use schedules::{FIRE_BATCH, ScheduleView, SchedulesFired};

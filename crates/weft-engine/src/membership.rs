@@ -233,8 +233,9 @@ async fn beat(inner: Arc<Inner>) {
     }
 }
 
-/// This machine's name, without a libc call: the kernel's, then `$HOSTNAME`.
-pub(crate) fn hostname() -> String {
+/// This machine's name, without a libc call: the kernel's, then `$HOSTNAME`. Members
+/// report it, and `weft validate` uses it to tell which members run on its own machine.
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|s| s.trim().to_string())

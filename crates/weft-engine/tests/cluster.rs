@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{start, until};
+use common::{schema, start, until};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -15,17 +15,6 @@ use weft_core::RunState;
 use weft_engine::{ClusterConfig, Engine, EngineConfig, RunView};
 use weft_store::DynStore;
 use weft_store_postgres::testing::{self, SchemaGuard};
-
-/// A fresh schema, migrated; more stores on it come from [`join`].
-async fn schema() -> SchemaGuard {
-    let schema = testing::schema_name();
-    testing::connect(&schema)
-        .await
-        .migrate()
-        .await
-        .expect("migrate a fresh schema");
-    SchemaGuard { schema }
-}
 
 /// A store of its own (its own pool) on the schema, as another process would have.
 async fn join(guard: &SchemaGuard) -> DynStore {

@@ -6,17 +6,16 @@
 
 mod common;
 
-use common::until;
+use common::{schema, succeeded, until};
 use parking_lot::Mutex;
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use weft_core::RunState;
 use weft_engine::{ClusterConfig, Engine, EngineConfig, LimitWait, StartRun};
 use weft_store::DynStore;
-use weft_store_postgres::testing::{self, SchemaGuard};
+use weft_store_postgres::testing;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -75,16 +74,6 @@ impl Target {
     }
 }
 
-async fn schema() -> SchemaGuard {
-    let schema = testing::schema_name();
-    testing::connect(&schema)
-        .await
-        .migrate()
-        .await
-        .expect("migrate a fresh schema");
-    SchemaGuard { schema }
-}
-
 /// A worker (and orchestrator) process of the cluster on its own store.
 async fn worker(store: DynStore, name: &str) -> Engine {
     let cluster = ClusterConfig {
@@ -118,16 +107,6 @@ async fn start(e: &Engine, k: &str) -> String {
     .await
     .expect("run starts")
     .id
-}
-
-async fn succeeded(e: &Engine, ids: &[String]) -> usize {
-    let mut n = 0;
-    for id in ids {
-        if e.run_get(id).await.unwrap().run.state == RunState::Succeeded {
-            n += 1;
-        }
-    }
-    n
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

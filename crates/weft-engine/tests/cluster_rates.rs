@@ -6,14 +6,13 @@
 
 mod common;
 
-use common::until;
+use common::{assert_spaced, schema, succeeded, until};
 use parking_lot::Mutex;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
-use weft_core::RunState;
 use weft_core::limits::RateLimitSpec;
 use weft_engine::{ClusterConfig, Engine, EngineConfig, LimitWait, QueueChange};
 use weft_store_postgres::testing::{self, SchemaGuard};
@@ -56,16 +55,6 @@ impl Target {
     }
 }
 
-async fn schema() -> SchemaGuard {
-    let schema = testing::schema_name();
-    testing::connect(&schema)
-        .await
-        .migrate()
-        .await
-        .expect("migrate a fresh schema");
-    SchemaGuard { schema }
-}
-
 /// A worker process of the cluster on its own store. Its queues run one attempt at a time
 /// and so claim at most two tasks while a request is held: the other worker claims the
 /// rest, and both run attempts.
@@ -85,16 +74,6 @@ async fn worker(guard: &SchemaGuard, name: &str) -> Engine {
     };
     let store = testing::connect(&guard.schema).await;
     Engine::start(store, config).await.expect("engine starts")
-}
-
-async fn succeeded(e: &Engine, ids: &[String]) -> usize {
-    let mut n = 0;
-    for id in ids {
-        if e.run_get(id).await.unwrap().run.state == RunState::Succeeded {
-            n += 1;
-        }
-    }
-    n
 }
 
 /// Starts `runs` runs of `flow` through `w1`, waits until both workers run attempts at once
@@ -148,17 +127,6 @@ async fn drive(
 /// workers admit twice the rate, i.e. `limit + 1` starts within about `per / 2`.
 const SLACK: Duration = Duration::from_millis(100);
 
-fn assert_spaced(starts: &[Instant], limit: usize, per: Duration) {
-    for w in starts.windows(limit + 1) {
-        let span = w[limit] - w[0];
-        assert!(
-            span >= per - SLACK,
-            "{} starts within {span:?} across the cluster (limit {limit} per {per:?})",
-            limit + 1
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nodes_rate_limit_holds_across_two_workers() {
     let guard = schema().await;
@@ -171,7 +139,7 @@ async fn a_nodes_rate_limit_holds_across_two_workers() {
     .await
     .unwrap();
     let starts = drive(&w1, &w2, &target, "rated", 16, "rated/call").await;
-    assert_spaced(&starts, 5, Duration::from_secs(1));
+    assert_spaced(&starts, 5, Duration::from_secs(1), SLACK);
     w1.shutdown(Duration::from_secs(5)).await;
     w2.shutdown(Duration::from_secs(5)).await;
 }
@@ -205,7 +173,7 @@ async fn a_queues_rate_limit_set_on_one_worker_holds_across_two() {
     })
     .await;
     let starts = drive(&w1, &w2, &target, "billed", 16, "queue:invoicing").await;
-    assert_spaced(&starts, 5, Duration::from_secs(1));
+    assert_spaced(&starts, 5, Duration::from_secs(1), SLACK);
     w1.shutdown(Duration::from_secs(5)).await;
     w2.shutdown(Duration::from_secs(5)).await;
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::until;
+use common::{succeeded, until};
 use parking_lot::Mutex;
 use serde_json::json;
 use std::collections::HashMap;
@@ -114,16 +114,6 @@ async fn start_with(e: &Engine, flow: &str, input: serde_json::Value) -> String 
     .await
     .expect("run starts")
     .id
-}
-
-async fn succeeded(e: &Engine, ids: &[String]) -> usize {
-    let mut n = 0;
-    for id in ids {
-        if e.run_get(id).await.unwrap().run.state == RunState::Succeeded {
-            n += 1;
-        }
-    }
-    n
 }
 
 #[tokio::test]

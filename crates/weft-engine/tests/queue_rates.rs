@@ -3,11 +3,10 @@
 
 mod common;
 
-use common::until;
+use common::{assert_spaced, succeeded, until};
 use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weft_core::RunState;
 use weft_core::limits::RateLimitSpec;
 use weft_engine::{Engine, EngineConfig, LimitWait, QueueChange};
 
@@ -54,36 +53,12 @@ fn rate(limit: i64, per: &str) -> QueueChange {
     }
 }
 
-async fn succeeded(e: &Engine, ids: &[String]) -> usize {
-    let mut n = 0;
-    for id in ids {
-        if e.run_get(id).await.unwrap().run.state == RunState::Succeeded {
-            n += 1;
-        }
-    }
-    n
-}
-
 async fn apply(e: &Engine, url: &str) {
     e.flow_apply(&format!(
         "name: billed\nnodes:\n  call:\n    type: http\n    queue: invoicing\n    params: {{url: '{url}'}}\n"
     ))
     .await
     .unwrap();
-}
-
-/// Asserts that no `limit + 1` starts fall within `per - slack`. The slack covers the time
-/// between the limiter admitting an attempt and its request reaching the target (task
-/// spawn, HTTP client), which varies by a few ms, more on a loaded machine.
-fn assert_spaced(starts: &[Instant], limit: usize, per: Duration, slack: Duration) {
-    for w in starts.windows(limit + 1) {
-        let span = w[limit] - w[0];
-        assert!(
-            span >= per - slack,
-            "{} starts within {span:?} (limit {limit} per {per:?})",
-            limit + 1
-        );
-    }
 }
 
 #[tokio::test]

@@ -89,13 +89,7 @@ pub fn scenario(
             path: Some("/health".into()),
             body: None,
         }],
-        phases: vec![Phase {
-            name: "steady".into(),
-            rate: Some(rate),
-            from: None,
-            to: None,
-            duration,
-        }],
+        phases: vec![Phase::steady(rate, duration)],
         slo: Vec::new(),
         wait: WaitOptions::default(),
     };

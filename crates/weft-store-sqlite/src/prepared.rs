@@ -6,12 +6,11 @@
 use crate::ops::W;
 use crate::schedules::{CACHE, db};
 use rusqlite::{OptionalExtension, params};
-use std::collections::HashMap;
 use std::sync::Arc;
 use weft_core::CompiledFlow;
 use weft_core::nodes::NodeKind;
 use weft_core::time::Millis;
-use weft_store::schedules::{PlanMemo, held_reason, keeps_prepared, prepared_run};
+use weft_store::schedules::{FlowMemo, PlanMemo, held_reason, keeps_prepared, prepared_run};
 use weft_store::*;
 
 impl W {
@@ -39,7 +38,7 @@ impl W {
             }))?;
         // A held run has no timer: the creation's wake-up for its start is not wanted.
         let next_due = fx.next_due;
-        let mut flows = HashMap::new();
+        let mut flows = FlowMemo::default();
         let mut prepared = 0;
         for (name, text, tick) in todo {
             // A schedule that cannot be prepared (unreadable document, flow gone) is left
@@ -47,16 +46,8 @@ impl W {
             let Ok(compiled) = CACHE.get(&name, &text) else {
                 continue;
             };
-            let key = (compiled.spec.flow.clone(), compiled.spec.version);
-            let flow = match flows.get(&key) {
-                Some(f) => Clone::clone(f),
-                None => {
-                    let f = self.schedule_flow(&compiled.spec).ok();
-                    flows.insert(key, f.clone());
-                    f
-                }
-            };
-            let Some((flow, version)) = flow else {
+            let flow = self.schedule_flow_memo(&mut flows, &compiled.spec);
+            let Ok((flow, version)) = flow else {
                 continue;
             };
             let run = prepared_run(&compiled, flow, version, tick, now);
@@ -101,22 +92,14 @@ impl W {
                 .collect()
             }))?;
         let mut plans = PlanMemo::default();
-        let mut flows = HashMap::new();
+        let mut flows = FlowMemo::default();
         let mut fired = Vec::new();
         for (name, text, at, run, version) in due {
             let Ok(compiled) = CACHE.get(&name, &text) else {
                 continue;
             };
-            let key = (compiled.spec.flow.clone(), compiled.spec.version);
-            let flow = match flows.get(&key) {
-                Some(f) => Clone::clone(f),
-                None => {
-                    let f = self.schedule_flow(&compiled.spec).ok();
-                    flows.insert(key, f.clone());
-                    f
-                }
-            };
-            let Some((flow, now_version)) = flow else {
+            let flow = self.schedule_flow_memo(&mut flows, &compiled.spec);
+            let Ok((flow, now_version)) = flow else {
                 continue;
             };
             if !keeps_prepared(&plans.plan(&compiled, at, now), at, version, now_version) {

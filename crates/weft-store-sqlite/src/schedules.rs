@@ -9,7 +9,8 @@ use std::sync::LazyLock;
 use weft_core::schedule::ScheduleSpec;
 use weft_core::time::Millis;
 use weft_store::schedules::{
-    PlanMemo, ScheduleCache, keeps_prepared, stored_schedule, tick_key, tick_run, unreadable,
+    FlowMemo, PlanMemo, ScheduleCache, ScheduleFlow, keeps_prepared, stored_schedule, tick_key,
+    tick_run, unreadable,
 };
 use weft_store::*;
 
@@ -184,6 +185,21 @@ impl W {
         Ok((self.flow(&spec.flow, version)?, version))
     }
 
+    /// [`Self::schedule_flow`], looked up once per pass for each flow and pinned version.
+    pub(crate) fn schedule_flow_memo(
+        &mut self,
+        flows: &mut FlowMemo,
+        spec: &ScheduleSpec,
+    ) -> StoreResult<ScheduleFlow> {
+        match flows.get(spec) {
+            Some(found) => found,
+            None => {
+                let found = self.schedule_flow(spec);
+                flows.keep(spec, found)
+            }
+        }
+    }
+
     pub(crate) fn schedule_fire_due(
         &mut self,
         now: Millis,
@@ -206,7 +222,7 @@ impl W {
             }))?;
         let mut fired = Vec::new();
         let mut plans = PlanMemo::default();
-        let mut flows = std::collections::HashMap::new();
+        let mut flows = FlowMemo::default();
         for (name, text, at, prepared, prepared_version) in due {
             let compiled = match CACHE.get(&name, &text) {
                 Ok(c) => c,
@@ -224,15 +240,7 @@ impl W {
             };
             let plan = plans.plan(&compiled, at, now);
             let spec = &compiled.spec;
-            let key = (spec.flow.clone(), spec.version);
-            let flow = match flows.get(&key) {
-                Some(f) => Clone::clone(f),
-                None => {
-                    let f = self.schedule_flow(spec);
-                    flows.insert(key, f.clone());
-                    f
-                }
-            };
+            let flow = self.schedule_flow_memo(&mut flows, spec);
             // The run prepared for `at` is released if this plan fires `at` with the same
             // flow version; otherwise it goes, before a fresh run takes its tick key.
             let release = match (&prepared, &flow) {

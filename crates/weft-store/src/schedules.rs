@@ -136,6 +136,33 @@ impl PlanMemo {
     }
 }
 
+/// A schedule's flow and the version its runs use.
+pub type ScheduleFlow = (Arc<CompiledFlow>, u32);
+
+/// The flow of each schedule in one pass, looked up once per flow name and pinned version
+/// (the schedules of a pass often share a flow). A failed lookup is kept too, so every
+/// schedule of a missing flow gets the same answer without another query.
+#[derive(Default)]
+pub struct FlowMemo(HashMap<(String, Option<u32>), StoreResult<ScheduleFlow>>);
+
+impl FlowMemo {
+    /// The lookup kept for `spec`'s flow, if there is one.
+    pub fn get(&self, spec: &ScheduleSpec) -> Option<StoreResult<ScheduleFlow>> {
+        self.0.get(&(spec.flow.clone(), spec.version)).cloned()
+    }
+
+    /// Keeps `found`, the lookup of `spec`'s flow, and returns it.
+    pub fn keep(
+        &mut self,
+        spec: &ScheduleSpec,
+        found: StoreResult<ScheduleFlow>,
+    ) -> StoreResult<ScheduleFlow> {
+        self.0
+            .insert((spec.flow.clone(), spec.version), found.clone());
+        found
+    }
+}
+
 /// Parses a stored schedule document.
 pub fn stored_schedule(name: &str, text: &str) -> StoreResult<ScheduleSpec> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("schedule {name}: {e}")))

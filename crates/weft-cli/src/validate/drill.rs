@@ -285,7 +285,8 @@ async fn wait_for_member(
     pid: u32,
     spawned: &mut Option<tokio::process::Child>,
 ) -> anyhow::Result<Member> {
-    let host = weft_local_hostname();
+    // The name members report, so a member on this machine is matched by PID.
+    let host = weft_engine::hostname();
     let until = Instant::now()
         + if spawned.is_some() {
             JOIN_WAIT
@@ -324,16 +325,6 @@ async fn wait_for_member(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// This machine's name as weft members report it.
-fn weft_local_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "unknown".into())
 }
 
 /// Starts `n` runs of the drill flow, 8 at a time; returns the ids accepted.

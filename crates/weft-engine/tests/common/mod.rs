@@ -1,7 +1,8 @@
 //! Helpers the engine's integration tests share.
 
 use serde_json::json;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use weft_core::RunState;
 use weft_engine::{Engine, EngineConfig, StartRun};
 
 /// Polls `f` every 20 ms until it gives a value; fails naming `what` after `limit`.
@@ -16,6 +17,40 @@ pub async fn until<T>(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> O
             "timed out after {limit:?} waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A fresh, migrated PostgreSQL schema, dropped with the guard; each engine of a cluster
+/// test connects its own store (its own pool) to it, as a separate process would.
+#[allow(dead_code)]
+pub async fn schema() -> weft_store_postgres::testing::SchemaGuard {
+    weft_store_postgres::testing::fresh().await.1
+}
+
+/// How many of the runs `ids` have succeeded.
+#[allow(dead_code)]
+pub async fn succeeded(e: &Engine, ids: &[String]) -> usize {
+    let mut n = 0;
+    for id in ids {
+        if e.run_get(id).await.unwrap().run.state == RunState::Succeeded {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Asserts that no `limit + 1` of the sorted `starts` fall within `per - slack`. The slack
+/// covers the time between the limiter admitting an attempt and its request reaching the
+/// target (task spawn, HTTP client), which varies by a few ms, more on a loaded machine.
+#[allow(dead_code)]
+pub fn assert_spaced(starts: &[Instant], limit: usize, per: Duration, slack: Duration) {
+    for w in starts.windows(limit + 1) {
+        let span = w[limit] - w[0];
+        assert!(
+            span >= per - slack,
+            "{} starts within {span:?} (limit {limit} per {per:?})",
+            limit + 1
+        );
     }
 }
 

@@ -150,6 +150,17 @@ pub struct Phase {
 }
 
 impl Phase {
+    /// One phase named `steady`: a constant `rate` per second for `duration`.
+    pub fn steady(rate: f64, duration: Duration) -> Self {
+        Self {
+            name: "steady".into(),
+            rate: Some(rate),
+            from: None,
+            to: None,
+            duration,
+        }
+    }
+
     /// (rate at start, rate at end) per second; validated phases always have one form.
     pub fn rates(&self) -> (f64, f64) {
         match (self.rate, self.from, self.to) {
@@ -261,13 +272,7 @@ impl Scenario {
                 step(StepKind::GetRun, 2),
                 step(StepKind::ListRuns, 1),
             ],
-            phases: vec![Phase {
-                name: "steady".into(),
-                rate: Some(rate),
-                from: None,
-                to: None,
-                duration,
-            }],
+            phases: vec![Phase::steady(rate, duration)],
             slo,
             wait: WaitOptions::default(),
         };

@@ -5,16 +5,17 @@
 //! step does, so two processes never prepare the same tick at once, and the tick key stops
 //! a duplicate even if they did.
 
-use super::schedules::{CACHE, schedule_flow};
+use super::schedules::{CACHE, schedule_flow_memo};
 use super::{W, due};
 use crate::PostgresStore;
 use crate::conv::{col, exec, rows, run_ms};
-use std::collections::HashMap;
 use std::sync::Arc;
 use weft_core::CompiledFlow;
 use weft_core::nodes::NodeKind;
 use weft_core::time::Millis;
-use weft_store::schedules::{PlanMemo, held_reason, keeps_prepared, new_run_id, prepared_run};
+use weft_store::schedules::{
+    FlowMemo, PlanMemo, held_reason, keeps_prepared, new_run_id, prepared_run,
+};
 use weft_store::*;
 
 pub(crate) async fn schedule_prepare(
@@ -35,7 +36,7 @@ pub(crate) async fn schedule_prepare(
         &[&now, &until, &i64::from(limit)],
     )
     .await?;
-    let mut flows = HashMap::new();
+    let mut flows = FlowMemo::default();
     let mut runs = Vec::new();
     let mut names = Vec::new();
     for r in &todo {
@@ -45,16 +46,8 @@ pub(crate) async fn schedule_prepare(
         let Ok(compiled) = CACHE.get(&name, &text) else {
             continue;
         };
-        let key = (compiled.spec.flow.clone(), compiled.spec.version);
-        let flow = match flows.get(&key) {
-            Some(f) => Clone::clone(f),
-            None => {
-                let f = schedule_flow(&w, &compiled.spec).await.ok();
-                flows.insert(key, f.clone());
-                f
-            }
-        };
-        let Some((flow, version)) = flow else {
+        let flow = schedule_flow_memo(&w, &mut flows, &compiled.spec).await;
+        let Ok((flow, version)) = flow else {
             continue;
         };
         runs.push(prepared_run(&compiled, flow, version, tick, now));
@@ -114,7 +107,7 @@ pub(crate) async fn schedule_release_due(
     .await?;
     let versions = super::schedules::prepared_versions(&w, &due).await?;
     let mut plans = PlanMemo::default();
-    let mut flows = HashMap::new();
+    let mut flows = FlowMemo::default();
     let mut batch = Vec::new();
     let mut names = Vec::new();
     for r in &due {
@@ -123,16 +116,8 @@ pub(crate) async fn schedule_release_due(
         let Ok(compiled) = CACHE.get(&name, &text) else {
             continue;
         };
-        let key = (compiled.spec.flow.clone(), compiled.spec.version);
-        let flow = match flows.get(&key) {
-            Some(f) => Clone::clone(f),
-            None => {
-                let f = schedule_flow(&w, &compiled.spec).await.ok();
-                flows.insert(key, f.clone());
-                f
-            }
-        };
-        let (Some((flow, version)), Some(&prepared)) = (flow, versions.get(&run)) else {
+        let flow = schedule_flow_memo(&w, &mut flows, &compiled.spec).await;
+        let (Ok((flow, version)), Some(&prepared)) = (flow, versions.get(&run)) else {
             continue;
         };
         if keeps_prepared(&plans.plan(&compiled, at, now), at, prepared, version) {

@@ -14,8 +14,8 @@ use weft_core::CompiledFlow;
 use weft_core::schedule::ScheduleSpec;
 use weft_core::time::Millis;
 use weft_store::schedules::{
-    PlanMemo, ScheduleCache, keeps_prepared, new_run_id, stored_schedule, tick_key, tick_run,
-    unreadable,
+    FlowMemo, PlanMemo, ScheduleCache, ScheduleFlow, keeps_prepared, new_run_id, stored_schedule,
+    tick_key, tick_run, unreadable,
 };
 use weft_store::*;
 
@@ -194,6 +194,21 @@ pub(super) async fn schedule_flow(
     Ok((w.store.flow(&w.tx, &spec.flow, version).await?, version))
 }
 
+/// [`schedule_flow`], looked up once per pass for each flow and pinned version.
+pub(super) async fn schedule_flow_memo(
+    w: &W<'_>,
+    flows: &mut FlowMemo,
+    spec: &ScheduleSpec,
+) -> StoreResult<ScheduleFlow> {
+    match flows.get(spec) {
+        Some(found) => found,
+        None => {
+            let found = schedule_flow(w, spec).await;
+            flows.keep(spec, found)
+        }
+    }
+}
+
 pub(crate) async fn schedule_fire_due(
     store: &PostgresStore,
     now: Millis,
@@ -216,7 +231,7 @@ pub(crate) async fn schedule_fire_due(
     let mut drop = Vec::new();
     let mut fired = Vec::new();
     let mut plans = PlanMemo::default();
-    let mut flows = std::collections::HashMap::new();
+    let mut flows = FlowMemo::default();
     let mut runs = Vec::new();
     let mut at_run = Vec::new();
     let mut update: (Vec<String>, Vec<Option<Millis>>, Vec<Option<Millis>>) = Default::default();
@@ -235,15 +250,7 @@ pub(crate) async fn schedule_fire_due(
             }
         };
         let plan = plans.plan(&compiled, at, now);
-        let key = (compiled.spec.flow.clone(), compiled.spec.version);
-        let flow = match flows.get(&key) {
-            Some(f) => Clone::clone(f),
-            None => {
-                let f = schedule_flow(&w, &compiled.spec).await;
-                flows.insert(key, f.clone());
-                f
-            }
-        };
+        let flow = schedule_flow_memo(&w, &mut flows, &compiled.spec).await;
         // The run prepared for `at` is released if this plan fires `at` with the same flow
         // version; otherwise it goes, before a fresh run takes its tick key.
         let releasing = match (held, &flow) {

@@ -4,31 +4,14 @@
 //! should not.
 
 use super::fixture::{T0, flow};
+use super::schedules::{FLOW, MINUTE, TICK, minutely};
 use crate::{DynStore, RunDetail};
-use weft_core::schedule::{Misfire, ScheduleSpec};
+use weft_core::schedule::ScheduleSpec;
 use weft_core::time::Millis;
 use weft_core::{RunState, TaskState};
 
-const FLOW: &str = "name: tick\nnodes:\n  a: {type: noop}\n";
-/// T0 is 20 s past a minute: a per-minute schedule's first tick after T0.
-const TICK: Millis = T0 + 40_000;
-const MINUTE: Millis = 60_000;
 /// When the cases prepare: a few seconds before the tick.
 const EARLY: Millis = TICK - 3_000;
-
-fn every_minute(name: &str, input: serde_json::Value) -> ScheduleSpec {
-    ScheduleSpec {
-        name: name.into(),
-        description: None,
-        flow: "tick".into(),
-        version: None,
-        cron: "0 * * * * *".into(),
-        timezone: "UTC".into(),
-        input,
-        misfire: Misfire::Skip,
-        paused: false,
-    }
-}
 
 async fn put(store: &DynStore, spec: &ScheduleSpec, now: Millis) {
     store.schedule_put(spec, now).await.expect("schedule_put");
@@ -67,7 +50,7 @@ async fn held(store: &DynStore, name: &str, tick: Millis) -> Option<RunDetail> {
 /// (same run, root ready) once; preparing again prepares nothing.
 pub async fn a_prepared_tick_is_held_until_the_fire_step_releases_it(store: DynStore) {
     flow(&store, FLOW).await;
-    put(&store, &every_minute("s", serde_json::json!({"n": 1})), T0).await;
+    put(&store, &minutely("s", serde_json::json!({"n": 1})), T0).await;
     let d = prepare(&store, EARLY, "s", TICK).await;
     assert_eq!(d.run.state, RunState::Queued);
     let root = &d.tasks[0];
@@ -109,7 +92,7 @@ pub async fn a_released_delay_root_waits_from_the_tick(store: DynStore) {
         "name: tick\nnodes:\n  wait: {type: delay, params: {duration: 10s}}\n",
     )
     .await;
-    put(&store, &every_minute("s", serde_json::Value::Null), T0).await;
+    put(&store, &minutely("s", serde_json::Value::Null), T0).await;
     let d = prepare(&store, EARLY, "s", TICK).await;
     assert_eq!(
         d.tasks[0].deferred.as_ref().map(|x| x.until),
@@ -129,7 +112,7 @@ pub async fn a_released_delay_root_waits_from_the_tick(store: DynStore) {
 /// tick prepared again follows the new document.
 pub async fn pause_reapply_and_delete_drop_the_prepared_run(store: DynStore) {
     flow(&store, FLOW).await;
-    put(&store, &every_minute("s", serde_json::json!({"n": 1})), T0).await;
+    put(&store, &minutely("s", serde_json::json!({"n": 1})), T0).await;
     prepare(&store, EARLY, "s", TICK).await;
     store
         .schedule_set_paused("s", true, EARLY + 1)
@@ -148,7 +131,7 @@ pub async fn pause_reapply_and_delete_drop_the_prepared_run(store: DynStore) {
     prepare(&store, next - 3_000, "s", next).await;
     put(
         &store,
-        &every_minute("s", serde_json::json!({"n": 2})),
+        &minutely("s", serde_json::json!({"n": 2})),
         next - 2_000,
     )
     .await;
@@ -174,7 +157,7 @@ pub async fn pause_reapply_and_delete_drop_the_prepared_run(store: DynStore) {
 /// fires only the latest tick, and the held run of the stale tick is deleted, not started.
 pub async fn a_late_prepared_tick_follows_the_misfire_policy(store: DynStore) {
     flow(&store, FLOW).await;
-    put(&store, &every_minute("s", serde_json::Value::Null), T0).await;
+    put(&store, &minutely("s", serde_json::Value::Null), T0).await;
     let d = prepare(&store, EARLY, "s", TICK).await;
     let late = TICK + 60 * MINUTE + 5;
     let (fired, _) = store.schedule_fire_due(late, 100).await.expect("fire");
@@ -191,7 +174,7 @@ pub async fn a_late_prepared_tick_follows_the_misfire_policy(store: DynStore) {
 /// (a fresh run), and the held run of the old version is deleted.
 pub async fn a_new_flow_version_replaces_the_prepared_run(store: DynStore) {
     flow(&store, FLOW).await;
-    put(&store, &every_minute("s", serde_json::Value::Null), T0).await;
+    put(&store, &minutely("s", serde_json::Value::Null), T0).await;
     let d = prepare(&store, EARLY, "s", TICK).await;
     let v2 = flow(&store, "name: tick\nnodes:\n  b: {type: noop}\n").await;
     let (fired, fx) = store.schedule_fire_due(TICK + 5, 100).await.expect("fire");
@@ -210,7 +193,7 @@ pub async fn a_new_flow_version_replaces_the_prepared_run(store: DynStore) {
 /// pause (which drops held runs) leaves it alone.
 pub async fn a_cancelled_prepared_run_does_not_fire(store: DynStore) {
     flow(&store, FLOW).await;
-    put(&store, &every_minute("s", serde_json::Value::Null), T0).await;
+    put(&store, &minutely("s", serde_json::Value::Null), T0).await;
     let d = prepare(&store, EARLY, "s", TICK).await;
     store.run_cancel(&d.run.id).await.expect("cancel");
     let (fired, fx) = store.schedule_fire_due(TICK + 5, 100).await.expect("fire");
@@ -234,7 +217,7 @@ pub async fn a_cancelled_prepared_run_does_not_fire(store: DynStore) {
 /// tick then reports the missing flow, as it did before ticks were prepared.
 pub async fn deleting_the_flow_drops_the_prepared_run(store: DynStore) {
     flow(&store, FLOW).await;
-    put(&store, &every_minute("s", serde_json::Value::Null), T0).await;
+    put(&store, &minutely("s", serde_json::Value::Null), T0).await;
     let d = prepare(&store, EARLY, "s", TICK).await;
     store.flow_delete("tick").await.expect("flow_delete");
     assert!(store.run_get(&d.run.id).await.unwrap().is_none());
@@ -250,8 +233,8 @@ pub async fn deleting_the_flow_drops_the_prepared_run(store: DynStore) {
 /// second release, or a release of a tick the misfire policy skips, starts nothing.
 pub async fn release_due_starts_prepared_ticks_once(store: DynStore) {
     flow(&store, FLOW).await;
-    put(&store, &every_minute("s", serde_json::Value::Null), T0).await;
-    put(&store, &every_minute("late", serde_json::Value::Null), T0).await;
+    put(&store, &minutely("s", serde_json::Value::Null), T0).await;
+    put(&store, &minutely("late", serde_json::Value::Null), T0).await;
     let (n, _) = store
         .schedule_prepare(EARLY, EARLY + 5_000, 100)
         .await

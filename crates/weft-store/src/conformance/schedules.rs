@@ -6,12 +6,14 @@ use crate::{DynStore, ScheduleRecord, StoreError};
 use weft_core::schedule::{Misfire, ScheduleSpec};
 use weft_core::time::Millis;
 
-const FLOW: &str = "name: tick\nnodes:\n  a: {type: noop}\n";
+/// The flow the schedules of these cases (and of `prepared`) run.
+pub(super) const FLOW: &str = "name: tick\nnodes:\n  a: {type: noop}\n";
 /// T0 is 20 s past a minute: a per-minute schedule's first tick after T0.
-const TICK: Millis = T0 + 40_000;
-const MINUTE: Millis = 60_000;
+pub(super) const TICK: Millis = T0 + 40_000;
+pub(super) const MINUTE: Millis = 60_000;
 
-fn every_minute(name: &str) -> ScheduleSpec {
+/// A per-minute schedule of [`FLOW`] with `input`.
+pub(super) fn minutely(name: &str, input: serde_json::Value) -> ScheduleSpec {
     ScheduleSpec {
         name: name.into(),
         description: None,
@@ -19,10 +21,17 @@ fn every_minute(name: &str) -> ScheduleSpec {
         version: None,
         cron: "0 * * * * *".into(),
         timezone: "UTC".into(),
-        input: serde_json::json!({"at": "{{ schedule.fire_time_ms }}"}),
+        input,
         misfire: Misfire::Skip,
         paused: false,
     }
+}
+
+fn every_minute(name: &str) -> ScheduleSpec {
+    minutely(
+        name,
+        serde_json::json!({"at": "{{ schedule.fire_time_ms }}"}),
+    )
 }
 
 async fn put(store: &DynStore, spec: &ScheduleSpec, now: Millis) -> ScheduleRecord {
