@@ -136,6 +136,16 @@ impl Queue {
         self.state.lock().rate
     }
 
+    /// The queue's concurrency limit.
+    pub fn limit(&self) -> u32 {
+        self.state.lock().limit
+    }
+
+    /// Whether the queue is paused.
+    pub fn paused(&self) -> bool {
+        self.state.lock().paused
+    }
+
     /// Microseconds between two starts under the queue's rate limit, 0 without one.
     pub(crate) fn rate_interval_us(&self) -> u64 {
         self.rate_interval_us.load(AtomicOrdering::Relaxed)

@@ -1,5 +1,5 @@
 //! Changing a queue's settings while weft runs (concurrency, pause switch, rate limit),
-//! persistently and at once; and, in a cluster, picking up the rate limits that other
+//! persistently and at once; and, in a cluster, picking up the settings that other
 //! processes stored.
 
 use crate::engine::Inner;
@@ -133,17 +133,23 @@ pub(crate) fn apply_rate(inner: &Arc<Inner>, name: &str, rate: Option<QueueRate>
     inner.limits.rate_changed(inner, &q.rate_bucket, interval);
 }
 
-/// Applies the stored queue rate limits (from `weft queue set` on any process) to this
-/// process's queues; a rate given in this process's configuration wins.
-pub(crate) fn apply_stored_rates(inner: &Arc<Inner>, stored: &[QueueSettings]) {
+/// Applies the stored queue settings (from `weft queue set` on any process) to this
+/// process's queues: the pause switch always, the concurrency and the rate limit unless
+/// this process's configuration gives them (`[queues]`, `[queue_rates]` win, as at start).
+/// Without it a queue paused through one gateway of a cluster kept running on the others.
+pub(crate) fn apply_stored_settings(inner: &Arc<Inner>, stored: &[QueueSettings]) {
     for s in stored {
-        if inner.config.queue_rates.contains_key(&s.name) {
+        let Some(q) = inner.known_queue(&s.name) else {
             continue;
+        };
+        let concurrency = Some(s.concurrency)
+            .filter(|_| !inner.config.queues.contains_key(&s.name))
+            .filter(|&c| c != q.limit());
+        let paused = Some(s.paused).filter(|&p| p != q.paused());
+        if concurrency.is_some() || paused.is_some() {
+            q.configure(concurrency, paused);
         }
-        let known = inner.known_queue(&s.name);
-        if let Some(q) = known
-            && q.rate() != s.rate
-        {
+        if !inner.config.queue_rates.contains_key(&s.name) && q.rate() != s.rate {
             apply_rate(inner, &s.name, s.rate);
         }
     }

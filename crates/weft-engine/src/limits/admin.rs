@@ -10,8 +10,8 @@ use std::sync::Arc;
 pub const MAX_KEY_CONCURRENCY: u32 = 100_000;
 
 /// Applies the stored run-time key limits; in a cluster, keeps re-reading them (and the
-/// queues' rate limits) so a change made through any process reaches this one within a
-/// poll interval.
+/// queues' settings: pause switch, concurrency, rate limit) so a change made through any
+/// process reaches this one within a poll interval.
 pub(crate) async fn load(inner: &Arc<Inner>) -> Result<(), crate::EngineError> {
     apply_stored(inner, inner.store.limit_list().await?);
     if let Some(poll) = inner.config.cluster.as_ref().map(|c| c.poll) {
@@ -29,9 +29,9 @@ pub(crate) async fn load(inner: &Arc<Inner>) -> Result<(), crate::EngineError> {
                     }
                 }
                 match inner.store.queue_list().await {
-                    Ok(list) => crate::queue_admin::apply_stored_rates(&inner, &list),
+                    Ok(list) => crate::queue_admin::apply_stored_settings(&inner, &list),
                     Err(e) => {
-                        tracing::warn!(error = %e, "reading queue rate limits; keeping the last ones")
+                        tracing::warn!(error = %e, "reading queue settings; keeping the last ones")
                     }
                 }
             }
