@@ -16,7 +16,7 @@ use weft_store_sqlite::Durability;
 mod cluster;
 mod email;
 mod env;
-mod queue_rates;
+pub(crate) mod queue_rates;
 mod store;
 #[cfg(test)]
 mod tests;

@@ -296,30 +296,10 @@ pub enum QueueCmd {
     },
 }
 
-/// `--rate LIMIT/PER` as given; the server checks the values (and names what is wrong).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RateArg {
-    /// Starts per interval.
-    pub limit: i64,
-    /// The interval, e.g. `1s`.
-    pub per: String,
-}
-
-/// Reads `10/1s` as a limit and an interval.
-pub fn parse_rate(text: &str) -> Result<RateArg, String> {
-    let help = "expected LIMIT/PER, a whole number of starts per interval, e.g. 10/1s or 100/1m";
-    let (limit, per) = text
-        .split_once('/')
-        .ok_or_else(|| format!("{text:?}: {help}"))?;
-    let limit = limit
-        .trim()
-        .parse::<i64>()
-        .map_err(|_| format!("{text:?}: LIMIT {limit:?} is not a whole number; {help}"))?;
-    Ok(RateArg {
-        limit,
-        per: per.trim().to_string(),
-    })
-}
+/// `--rate LIMIT/PER` as given (the config file's `[queue_rates]` entry and
+/// `WEFT_QUEUE_RATES__NAME` read the same form); the server checks the values and names
+/// what is wrong.
+pub use crate::config::queue_rates::{QueueRateConfig as RateArg, parse as parse_rate};
 
 /// `weft nodes`.
 #[derive(Args, Debug)]

@@ -17,14 +17,14 @@ pub struct QueueRateConfig {
 
 /// Reads `10/1s` (the environment's and the CLI's form).
 pub fn parse(text: &str) -> Result<QueueRateConfig, String> {
-    let help = "expected LIMIT/PER, e.g. 10/1s";
+    let help = "expected LIMIT/PER, a whole number of starts per interval, e.g. 10/1s or 100/1m";
     let (limit, per) = text
         .split_once('/')
         .ok_or_else(|| format!("{text:?}: {help}"))?;
     let limit = limit
         .trim()
         .parse()
-        .map_err(|_| format!("{text:?}: LIMIT is not a whole number; {help}"))?;
+        .map_err(|_| format!("{text:?}: LIMIT {limit:?} is not a whole number; {help}"))?;
     Ok(QueueRateConfig {
         limit,
         per: per.trim().to_string(),
