@@ -134,13 +134,21 @@ fn has_limits(n: &CompiledNode) -> bool {
 /// The steps, in order: a slot of the node's concurrency key, a start of the node's rate
 /// bucket, a start of the queue's rate bucket. In a cluster each step is also taken in the
 /// store once this process grants it, so the limits hold across the worker processes.
-pub(crate) async fn admit(inner: &Arc<Inner>, queue: &Queue, task: &ReadyTask) -> Option<Held> {
+///
+/// `flow` is the task's flow as the attempt loaded it, before this call: loading it (a
+/// cache hit but for its first task here) switches the limiter on if the flow has limits,
+/// so a process that did not apply or create the flow (a recovered task, a cluster's other
+/// worker) learns of its limits before the first start. `None`: it could not be loaded,
+/// and the attempt reports that.
+pub(crate) async fn admit(
+    inner: &Arc<Inner>,
+    queue: &Queue,
+    task: &ReadyTask,
+    flow: Option<&Arc<CompiledFlow>>,
+) -> Option<Held> {
     let free = Held { key: None };
-    // Loading the flow (a cache hit but for its first task here) switches the limiter on if
-    // the flow has limits: a process that did not apply or create the flow (a recovered
-    // task, a cluster's other worker) learns of its limits here, before the first start.
-    let Ok(flow) = inner.flow(&task.flow, task.version).await else {
-        return Some(free); // the attempt reports that it cannot load the flow
+    let Some(flow) = flow else {
+        return Some(free);
     };
     if !inner.limits.enabled.load(Ordering::Relaxed) {
         return Some(free);
@@ -151,7 +159,7 @@ pub(crate) async fn admit(inner: &Arc<Inner>, queue: &Queue, task: &ReadyTask) -
         return Some(free);
     }
     let keys = match node {
-        Some(n) => inner.limits.keys_of(inner, &flow, n, task).await,
+        Some(n) => inner.limits.keys_of(inner, flow, n, task).await,
         None => RenderedKeys::default(),
     };
     let rates = Rates {

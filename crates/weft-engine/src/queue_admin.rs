@@ -81,8 +81,8 @@ impl Engine {
     }
 
     /// Changes a queue's settings, live and persistently: a new concurrency or rate limit
-    /// applies to the next start; every process of a cluster picks the rate up within a
-    /// poll interval.
+    /// applies to the next start; every process of a cluster picks the change up within a
+    /// poll interval (see `apply_stored_settings`).
     pub async fn queue_change(
         &self,
         name: &str,

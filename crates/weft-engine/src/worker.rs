@@ -129,11 +129,13 @@ async fn attempt(
     started_at: i64,
     token: CancellationToken,
 ) {
+    // Loaded once for both: the limiter needs it before the start, the attempt to run.
+    let flow = inner.flow(&task.flow, task.version).await;
     // Parked on a concurrency key or rate limit: it comes back through its queue.
-    let Some(held) = crate::limits::admit(&inner, &queue, &task).await else {
+    let Some(held) = crate::limits::admit(&inner, &queue, &task, flow.as_ref().ok()).await else {
         return;
     };
-    let outcome = guarded(execute(&inner, &task, &token))
+    let outcome = guarded(execute(&inner, &task, flow, &token))
         .await
         .unwrap_or_else(|error| {
             tracing::error!(run = %task.run_id, node = %task.node, "{error}");
@@ -263,9 +265,10 @@ async fn commit(inner: &Arc<Inner>, results: Vec<TaskResult>) {
 async fn execute(
     inner: &Arc<Inner>,
     task: &ReadyTask,
+    flow: Result<Arc<CompiledFlow>, crate::EngineError>,
     token: &CancellationToken,
 ) -> Option<Outcome> {
-    let flow = match inner.flow(&task.flow, task.version).await {
+    let flow = match flow {
         Ok(f) => f,
         Err(e) => {
             return Some(Outcome::Failed {
