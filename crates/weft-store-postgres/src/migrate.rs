@@ -47,6 +47,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "prepared_ticks",
         include_str!("migrations/0011_prepared_ticks.sql"),
     ),
+    (
+        12,
+        "prepared_version",
+        include_str!("migrations/0012_prepared_version.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

@@ -7,11 +7,20 @@ use crate::ops::W;
 use crate::schedules::{CACHE, db};
 use rusqlite::{OptionalExtension, params};
 use std::sync::Arc;
-use weft_core::CompiledFlow;
-use weft_core::nodes::NodeKind;
+use weft_core::schedule::CompiledSchedule;
 use weft_core::time::Millis;
-use weft_store::schedules::{FlowMemo, PlanMemo, held_reason, keeps_prepared, prepared_run};
+use weft_store::schedules::{FlowMemo, PlanMemo, Release, held_reason, prepared_run};
 use weft_store::*;
+
+/// A due schedule with a held run: name, compiled document (none if it no longer compiles;
+/// the fire step reports that), tick, held run and the flow version it was prepared with.
+type Held = (
+    String,
+    Option<Arc<CompiledSchedule>>,
+    Millis,
+    String,
+    Option<u32>,
+);
 
 impl W {
     /// Creates the held runs of up to `limit` unprepared ticks in `(now, until]`.
@@ -64,8 +73,17 @@ impl W {
             }
             db(self
                 .conn
-                .prepare_cached("UPDATE schedules SET prepared_run = ?2 WHERE name = ?1")
-                .and_then(|mut s| s.execute(params![name, created.id])))?;
+                .prepare_cached(
+                    "UPDATE schedules SET prepared_run = ?2, prepared_version = ?3 WHERE name = ?1",
+                )
+                .and_then(|mut s| {
+                    // The version only of a run created here (see the PostgreSQL driver).
+                    s.execute(params![
+                        name,
+                        created.id,
+                        created.created.then_some(version)
+                    ])
+                }))?;
         }
         fx.next_due = next_due;
         Ok(prepared)
@@ -73,89 +91,91 @@ impl W {
 
     /// Releases every due prepared tick the fire step would release (see
     /// `ScheduleStore::schedule_release_due`), leaving the schedules for the fire step.
+    /// A burst of ten thousand ticks due at once is read from the schedules alone (the
+    /// prepared run's version is kept beside it) and released in one update.
     pub(crate) fn schedule_release_due(
         &mut self,
         now: Millis,
         fx: &mut Effects,
     ) -> StoreResult<Vec<FiredTick>> {
-        let due: Vec<(String, String, Millis, String, u32)> = db(self
+        // The document is compared with the cached one where it lies, not copied out: a
+        // burst reads ten thousand of them.
+        let due: Vec<Held> = db(self
             .conn
             .prepare_cached(
-                "SELECT s.name, s.spec, s.next_fire_at, s.prepared_run, r.version
-                 FROM schedules s JOIN runs r ON r.id = s.prepared_run
-                 WHERE s.paused = 0 AND s.next_fire_at IS NOT NULL AND s.next_fire_at <= ?1",
+                "SELECT name, spec, next_fire_at, prepared_run, prepared_version FROM schedules
+                 WHERE paused = 0 AND next_fire_at IS NOT NULL AND next_fire_at <= ?1
+                   AND prepared_run IS NOT NULL",
             )
             .and_then(|mut s| {
                 s.query_map([now], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    let name: String = r.get(0)?;
+                    let compiled = CACHE.get(&name, r.get_ref(1)?.as_str()?);
+                    Ok((name, compiled.ok(), r.get(2)?, r.get(3)?, r.get(4)?))
                 })?
                 .collect()
             }))?;
         let mut plans = PlanMemo::default();
         let mut flows = FlowMemo::default();
-        let mut fired = Vec::new();
-        for (name, text, at, run, version) in due {
-            let Ok(compiled) = CACHE.get(&name, &text) else {
+        let mut batch = Vec::with_capacity(due.len());
+        let mut names = Vec::with_capacity(due.len());
+        for (name, compiled, at, run, prepared) in due {
+            let Some(compiled) = compiled else {
                 continue;
             };
             let flow = self.schedule_flow_memo(&mut flows, &compiled.spec);
-            let Ok((flow, now_version)) = flow else {
-                continue;
-            };
-            if !keeps_prepared(&plans.plan(&compiled, at, now), at, version, now_version) {
-                continue;
-            }
-            if self.release_prepared(&run, &flow, version, at, fx)? {
-                fired.push(FiredTick {
-                    schedule: name,
-                    fire_time: at,
-                    run_id: Some(run),
-                    created: true,
-                    error: None,
-                });
+            if let Some(r) = Release::of_due(&mut plans, &compiled, flow, run, prepared, at, now) {
+                batch.push(r);
+                names.push(name);
             }
         }
-        Ok(fired)
+        let released = self.release_prepared(&batch, fx)?;
+        Ok(batch
+            .into_iter()
+            .zip(names)
+            .zip(released)
+            .filter(|(_, released)| *released)
+            .map(|((r, schedule), _)| FiredTick {
+                schedule,
+                fire_time: r.tick,
+                run_id: Some(r.run),
+                created: true,
+                error: None,
+            })
+            .collect())
     }
 
-    /// Starts a held run at its tick: `delay` roots start their timer from the tick, the
-    /// other roots become ready. False when nothing was held any more (the run was
-    /// cancelled meanwhile).
+    /// Starts held runs at their ticks: `delay` roots start their timer from the tick, the
+    /// other roots become ready. Says for each run whether it had something held (a run
+    /// cancelled meanwhile has not). One small update per root: measured against one statement over
+    /// all the runs' ids (`json_each`, `RETURNING` the rows changed), it is faster for a
+    /// burst of 10,000 (19 ms against 25-28 ms).
     pub(crate) fn release_prepared(
         &mut self,
-        run: &str,
-        flow: &Arc<CompiledFlow>,
-        version: u32,
-        tick: Millis,
+        batch: &[Release],
         fx: &mut Effects,
-    ) -> StoreResult<bool> {
-        let mut released = false;
-        for &idx in &flow.roots {
-            let node = &flow.nodes[idx];
-            if node.kind == NodeKind::Delay {
-                let due = tick + node.delay.unwrap_or_default().as_millis() as Millis;
-                let n = db(self
-                    .conn
-                    .prepare_cached(
-                        "UPDATE tasks SET scheduled_at = ?3, deferred_reason = NULL, deferred_until = NULL
-                         WHERE run_id = ?1 AND node = ?2 AND state = 'pending' AND scheduled_at IS NULL",
-                    )
-                    .and_then(|mut s| s.execute(params![run, node.name, due])))?;
-                if n > 0 {
-                    fx.next_due = Some(fx.next_due.map_or(due, |d: Millis| d.min(due)));
-                    released = true;
+    ) -> StoreResult<Vec<bool>> {
+        let mut released = vec![false; batch.len()];
+        let mut update = db(self.conn.prepare_cached(
+            "UPDATE tasks SET state = iif(?3 IS NULL, 'ready', 'pending'), scheduled_at = ?3,
+                 deferred_reason = NULL, deferred_until = NULL
+             WHERE run_id = ?1 AND node = ?2 AND state = 'pending' AND scheduled_at IS NULL",
+        ))?;
+        for (r, released) in batch.iter().zip(&mut released) {
+            for &idx in &r.flow.roots {
+                let node = &r.flow.nodes[idx];
+                let due = r.root_due(node);
+                if db(update.execute(params![r.run, node.name, due]))? == 0 {
+                    continue;
                 }
-            } else {
-                let n = db(self
-                    .conn
-                    .prepare_cached(
-                        "UPDATE tasks SET state = 'ready', deferred_reason = NULL, deferred_until = NULL
-                         WHERE run_id = ?1 AND node = ?2 AND state = 'pending' AND scheduled_at IS NULL",
-                    )
-                    .and_then(|mut s| s.execute(params![run, node.name])))?;
-                if n > 0 {
-                    fx.ready.push(ReadyTask::of(run, flow, version, node, 1));
-                    released = true;
+                *released = true;
+                match due {
+                    Some(due) => {
+                        fx.next_due = Some(fx.next_due.map_or(due, |d: Millis| d.min(due)))
+                    }
+                    None => fx
+                        .ready
+                        .push(ReadyTask::of(&r.run, &r.flow, r.version, node, 1)),
                 }
             }
         }

@@ -9,8 +9,8 @@ use std::sync::LazyLock;
 use weft_core::schedule::ScheduleSpec;
 use weft_core::time::Millis;
 use weft_store::schedules::{
-    FlowMemo, PlanMemo, ScheduleCache, ScheduleFlow, keeps_prepared, stored_schedule, tick_key,
-    tick_run, unreadable,
+    FlowMemo, PlanMemo, Release, ScheduleCache, ScheduleFlow, keeps_prepared, stored_schedule,
+    tick_key, tick_run, unreadable,
 };
 use weft_store::*;
 
@@ -209,10 +209,9 @@ impl W {
         let due: Vec<Due> = db(self
             .conn
             .prepare_cached(
-                "SELECT s.name, s.spec, s.next_fire_at, s.prepared_run, r.version
-                 FROM schedules s LEFT JOIN runs r ON r.id = s.prepared_run
-                 WHERE s.paused = 0 AND s.next_fire_at IS NOT NULL AND s.next_fire_at <= ?1
-                 ORDER BY s.next_fire_at LIMIT ?2",
+                "SELECT name, spec, next_fire_at, prepared_run, prepared_version FROM schedules
+                 WHERE paused = 0 AND next_fire_at IS NOT NULL AND next_fire_at <= ?1
+                 ORDER BY next_fire_at LIMIT ?2",
             )
             .and_then(|mut s| {
                 s.query_map(params![now, limit], |r| {
@@ -245,7 +244,7 @@ impl W {
             // flow version; otherwise it goes, before a fresh run takes its tick key.
             let release = match (&prepared, &flow) {
                 (Some(run), Ok((_, v)))
-                    if keeps_prepared(&plan, at, prepared_version.unwrap_or(0), *v) =>
+                    if prepared_version.is_some_and(|p| keeps_prepared(plan, at, p, *v)) =>
                 {
                     Some(run.clone())
                 }
@@ -266,7 +265,13 @@ impl W {
                 match &flow {
                     Ok((flow, version)) if tick == at && release.is_some() => {
                         let run = release.clone().unwrap_or_default();
-                        out.created = self.release_prepared(&run, flow, *version, tick, fx)?;
+                        let held = Release {
+                            run: run.clone(),
+                            flow: flow.clone(),
+                            version: *version,
+                            tick,
+                        };
+                        out.created = self.release_prepared(&[held], fx)?[0];
                         out.run_id = Some(run);
                     }
                     Ok((flow, version)) => {

@@ -16,6 +16,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0010_member_facts.sql"),
     include_str!("migrations/0011_rate_buckets.sql"),
     include_str!("migrations/0012_prepared_ticks.sql"),
+    include_str!("migrations/0013_prepared_version.sql"),
 ];
 
 /// The schema version this build writes.

@@ -19,11 +19,13 @@
 
 use crate::{NewRun, StoreError, StoreResult};
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
-use weft_core::CompiledFlow;
+use weft_core::nodes::NodeKind;
 use weft_core::schedule::{CompiledSchedule, FirePlan, Misfire, ScheduleSpec, fire_context};
 use weft_core::template::render_value;
 use weft_core::time::Millis;
+use weft_core::{CompiledFlow, CompiledNode};
 
 /// The idempotency key of a schedule's run for the tick at `fire_time`.
 pub fn tick_key(schedule: &str, fire_time: Millis) -> String {
@@ -96,6 +98,51 @@ pub fn keeps_prepared(plan: &FirePlan, due: Millis, prepared: u32, now_version: 
     plan.ticks.contains(&due) && prepared == now_version
 }
 
+/// A held run to start at its tick, once [`keeps_prepared`] said it may.
+#[derive(Debug, Clone)]
+pub struct Release {
+    /// The held run.
+    pub run: String,
+    /// Its flow, at the version it was prepared with.
+    pub flow: Arc<CompiledFlow>,
+    /// That version.
+    pub version: u32,
+    /// The tick it was prepared for.
+    pub tick: Millis,
+}
+
+impl Release {
+    /// The release of a due schedule's held `run`, prepared for `at` with flow version
+    /// `prepared`, if the fire step would release it now: the schedule's flow resolves
+    /// (`flow`) to the same version and the plan at `now` fires `at` ([`keeps_prepared`]).
+    pub fn of_due(
+        plans: &mut PlanMemo,
+        schedule: &CompiledSchedule,
+        flow: StoreResult<ScheduleFlow>,
+        run: String,
+        prepared: Option<u32>,
+        at: Millis,
+        now: Millis,
+    ) -> Option<Release> {
+        let (Ok((flow, version)), Some(prepared)) = (flow, prepared) else {
+            return None;
+        };
+        keeps_prepared(plans.plan(schedule, at, now), at, prepared, version).then_some(Release {
+            run,
+            flow,
+            version,
+            tick: at,
+        })
+    }
+
+    /// When root `node` of the run starts: `None` for a root that becomes ready at once,
+    /// the end of its delay counted from the tick (not from the release) for a `delay` root.
+    pub fn root_due(&self, node: &CompiledNode) -> Option<Millis> {
+        (node.kind == NodeKind::Delay)
+            .then(|| self.tick + node.delay.unwrap_or_default().as_millis() as Millis)
+    }
+}
+
 /// The report of a due schedule whose stored document no longer compiles (a zone dropped
 /// from the time-zone database, say): it stops (`next_fire_at` cleared) instead of failing
 /// every other schedule's fire step.
@@ -116,23 +163,32 @@ pub fn new_run_id() -> String {
 
 /// Fire plans computed during one fire pass, shared by the schedules that have the same
 /// expression, zone, misfire policy and due tick (common: many schedules on `@hourly`), so a
-/// pass over thousands of them computes each plan once.
+/// pass over thousands of them computes each plan once. Looked up without copying the key.
 #[derive(Default)]
-pub struct PlanMemo(HashMap<(String, String, Misfire, Millis), FirePlan>);
+pub struct PlanMemo(HashMap<u64, Vec<(PlanKey, FirePlan)>>);
+
+/// Expression, zone, misfire policy and due tick.
+type PlanKey = (String, String, Misfire, Millis);
 
 impl PlanMemo {
     /// `s`'s plan for its tick `due` at `now` (see [`CompiledSchedule::plan`]).
-    pub fn plan(&mut self, s: &CompiledSchedule, due: Millis, now: Millis) -> FirePlan {
-        let key = (
-            s.spec.cron.clone(),
-            s.spec.timezone.clone(),
-            s.spec.misfire,
-            due,
-        );
-        self.0
-            .entry(key)
-            .or_insert_with(|| s.plan(due, now))
-            .clone()
+    pub fn plan(&mut self, s: &CompiledSchedule, due: Millis, now: Millis) -> &FirePlan {
+        let spec = &s.spec;
+        let mut h = std::hash::DefaultHasher::new();
+        (&spec.cron, &spec.timezone, spec.misfire, due).hash(&mut h);
+        let same = |(cron, zone, misfire, at): &PlanKey| {
+            *cron == spec.cron && *zone == spec.timezone && *misfire == spec.misfire && *at == due
+        };
+        let kept = self.0.entry(h.finish()).or_default();
+        let i = match kept.iter().position(|(k, _)| same(k)) {
+            Some(i) => i,
+            None => {
+                let key = (spec.cron.clone(), spec.timezone.clone(), spec.misfire, due);
+                kept.push((key, s.plan(due, now)));
+                kept.len() - 1
+            }
+        };
+        &kept[i].1
     }
 }
 
@@ -143,12 +199,12 @@ pub type ScheduleFlow = (Arc<CompiledFlow>, u32);
 /// (the schedules of a pass often share a flow). A failed lookup is kept too, so every
 /// schedule of a missing flow gets the same answer without another query.
 #[derive(Default)]
-pub struct FlowMemo(HashMap<(String, Option<u32>), StoreResult<ScheduleFlow>>);
+pub struct FlowMemo(HashMap<String, HashMap<Option<u32>, StoreResult<ScheduleFlow>>>);
 
 impl FlowMemo {
     /// The lookup kept for `spec`'s flow, if there is one.
     pub fn get(&self, spec: &ScheduleSpec) -> Option<StoreResult<ScheduleFlow>> {
-        self.0.get(&(spec.flow.clone(), spec.version)).cloned()
+        self.0.get(&spec.flow)?.get(&spec.version).cloned()
     }
 
     /// Keeps `found`, the lookup of `spec`'s flow, and returns it.
@@ -158,7 +214,9 @@ impl FlowMemo {
         found: StoreResult<ScheduleFlow>,
     ) -> StoreResult<ScheduleFlow> {
         self.0
-            .insert((spec.flow.clone(), spec.version), found.clone());
+            .entry(spec.flow.clone())
+            .or_default()
+            .insert(spec.version, found.clone());
         found
     }
 }

@@ -9,13 +9,8 @@ use super::schedules::{CACHE, schedule_flow_memo};
 use super::{W, due};
 use crate::PostgresStore;
 use crate::conv::{col, exec, rows, run_ms};
-use std::sync::Arc;
-use weft_core::CompiledFlow;
-use weft_core::nodes::NodeKind;
 use weft_core::time::Millis;
-use weft_store::schedules::{
-    FlowMemo, PlanMemo, held_reason, keeps_prepared, new_run_id, prepared_run,
-};
+use weft_store::schedules::{FlowMemo, PlanMemo, Release, held_reason, new_run_id, prepared_run};
 use weft_store::*;
 
 pub(crate) async fn schedule_prepare(
@@ -62,6 +57,13 @@ pub(crate) async fn schedule_prepare(
     w.fx.next_due = next_due;
     let mut hold: (Vec<&str>, Vec<i64>, Vec<String>) = Default::default();
     let mut ids = Vec::with_capacity(created.len());
+    // The version only of a run created here: a run that already held the tick's key has
+    // none, so the fire step decides about it from scratch (dropping it if it is held).
+    let versions: Vec<Option<i32>> = runs
+        .iter()
+        .zip(&created)
+        .map(|(r, c)| c.created.then_some(r.version as i32))
+        .collect();
     for ((run, c), name) in runs.iter().zip(&created).zip(&names) {
         if c.created {
             hold.0.push(&run.id);
@@ -80,9 +82,10 @@ pub(crate) async fn schedule_prepare(
     .await?;
     exec(
         &w.tx,
-        "UPDATE schedules s SET prepared_run = u.run FROM unnest($1::text[], $2::text[]) AS u(name, run)
+        "UPDATE schedules s SET prepared_run = u.run, prepared_version = u.version
+         FROM unnest($1::text[], $2::text[], $3::int4[]) AS u(name, run, version)
          WHERE s.name = u.name",
-        &[&names, &ids],
+        &[&names, &ids, &versions],
     )
     .await?;
     let prepared = hold.0.len() as u32;
@@ -99,13 +102,12 @@ pub(crate) async fn schedule_release_due(
     // held, so a concurrent fire step or a second leader releases each run once.
     let due = rows(
         &w.tx,
-        "SELECT name, spec, next_fire_at, prepared_run FROM schedules
+        "SELECT name, spec, next_fire_at, prepared_run, prepared_version FROM schedules
          WHERE NOT paused AND next_fire_at IS NOT NULL AND next_fire_at <= $1
            AND prepared_run IS NOT NULL",
         &[&now],
     )
     .await?;
-    let versions = super::schedules::prepared_versions(&w, &due).await?;
     let mut plans = PlanMemo::default();
     let mut flows = FlowMemo::default();
     let mut batch = Vec::new();
@@ -113,20 +115,14 @@ pub(crate) async fn schedule_release_due(
     for r in &due {
         let (name, text, at, run): (String, String, Millis, String) =
             (col(r, 0)?, col(r, 1)?, col(r, 2)?, col(r, 3)?);
+        let prepared: Option<i32> = col(r, 4)?;
         let Ok(compiled) = CACHE.get(&name, &text) else {
             continue;
         };
         let flow = schedule_flow_memo(&w, &mut flows, &compiled.spec).await;
-        let (Ok((flow, version)), Some(&prepared)) = (flow, versions.get(&run)) else {
-            continue;
-        };
-        if keeps_prepared(&plans.plan(&compiled, at, now), at, prepared, version) {
-            batch.push(Release {
-                run,
-                flow,
-                version,
-                tick: at,
-            });
+        let prepared = prepared.map(|v| v as u32);
+        if let Some(r) = Release::of_due(&mut plans, &compiled, flow, run, prepared, at, now) {
+            batch.push(r);
             names.push(name);
         }
     }
@@ -144,15 +140,6 @@ pub(crate) async fn schedule_release_due(
         })
         .collect();
     Ok((fired, w.commit().await?))
-}
-
-/// A held run to start at its tick.
-#[derive(Clone)]
-pub(super) struct Release {
-    pub(super) run: String,
-    pub(super) flow: Arc<CompiledFlow>,
-    pub(super) version: u32,
-    pub(super) tick: Millis,
 }
 
 impl W<'_> {
@@ -177,10 +164,7 @@ impl W<'_> {
                 run.push(r.run.as_str());
                 ms.push(run_ms(&r.run));
                 node_name.push(node.name.as_str());
-                at.push(
-                    (node.kind == NodeKind::Delay)
-                        .then(|| r.tick + node.delay.unwrap_or_default().as_millis() as Millis),
-                );
+                at.push(r.root_due(node));
             }
         }
         let done = rows(
@@ -206,8 +190,7 @@ impl W<'_> {
                     continue;
                 }
                 released.insert(r.run.clone());
-                if node.kind == NodeKind::Delay {
-                    let at = r.tick + node.delay.unwrap_or_default().as_millis() as Millis;
+                if let Some(at) = r.root_due(node) {
                     due(&mut self.fx, at);
                 } else {
                     self.fx

@@ -4,18 +4,16 @@
 //! idempotency key stops a duplicate run even if they did not.
 
 use super::W;
-use super::prepared::Release;
 use crate::PostgresStore;
 use crate::conv::{col, exec, row, rows, run_ms, to_text};
-use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 use tokio_postgres::Row;
 use weft_core::CompiledFlow;
 use weft_core::schedule::ScheduleSpec;
 use weft_core::time::Millis;
 use weft_store::schedules::{
-    FlowMemo, PlanMemo, ScheduleCache, ScheduleFlow, keeps_prepared, new_run_id, stored_schedule,
-    tick_key, tick_run, unreadable,
+    FlowMemo, PlanMemo, Release, ScheduleCache, ScheduleFlow, keeps_prepared, new_run_id,
+    stored_schedule, tick_key, tick_run, unreadable,
 };
 use weft_store::*;
 
@@ -220,13 +218,12 @@ pub(crate) async fn schedule_fire_due(
     let mut w = W::begin(&mut client, store).await?;
     let due = rows(
         &w.tx,
-        "SELECT name, spec, next_fire_at, prepared_run FROM schedules
+        "SELECT name, spec, next_fire_at, prepared_run, prepared_version FROM schedules
          WHERE NOT paused AND next_fire_at IS NOT NULL AND next_fire_at <= $1
          ORDER BY next_fire_at LIMIT $2 FOR UPDATE SKIP LOCKED",
         &[&now, &i64::from(limit)],
     )
     .await?;
-    let prepared = prepared_versions(&w, &due).await?;
     let mut release = Vec::new();
     let mut drop = Vec::new();
     let mut fired = Vec::new();
@@ -238,6 +235,7 @@ pub(crate) async fn schedule_fire_due(
     for r in &due {
         let (name, text, at): (String, String, Millis) = (col(r, 0)?, col(r, 1)?, col(r, 2)?);
         let held: Option<String> = col(r, 3)?;
+        let prepared: Option<i32> = col(r, 4)?;
         let compiled = match CACHE.get(&name, &text) {
             Ok(c) => c,
             Err(e) => {
@@ -255,7 +253,7 @@ pub(crate) async fn schedule_fire_due(
         // version; otherwise it goes, before a fresh run takes its tick key.
         let releasing = match (held, &flow) {
             (Some(run), Ok((flow, v)))
-                if keeps_prepared(&plan, at, prepared.get(&run).copied().unwrap_or(0), *v) =>
+                if prepared.is_some_and(|p| keeps_prepared(plan, at, p as u32, *v)) =>
             {
                 release.push((
                     fired.len(),
@@ -332,29 +330,6 @@ pub(crate) async fn schedule_fire_due(
         .await?;
     }
     Ok((fired, w.commit().await?))
-}
-
-/// The flow version of each due schedule's prepared run, by run id.
-pub(super) async fn prepared_versions(w: &W<'_>, due: &[Row]) -> StoreResult<HashMap<String, u32>> {
-    let ids: Vec<String> = due
-        .iter()
-        .filter_map(|r| col::<Option<String>>(r, 3).transpose())
-        .collect::<StoreResult<_>>()?;
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let ms: Vec<i64> = ids.iter().map(|id| run_ms(id)).collect();
-    let found = rows(
-        &w.tx,
-        "SELECT r.id, r.version FROM runs r JOIN unnest($1::text[], $2::int8[]) AS u(id, ms)
-           ON r.id = u.id AND r.id_ms = u.ms",
-        &[&ids, &ms],
-    )
-    .await?;
-    found
-        .iter()
-        .map(|r| Ok((col(r, 0)?, col::<i32>(r, 1)? as u32)))
-        .collect()
 }
 
 pub(crate) async fn schedule_trigger(
