@@ -13,7 +13,7 @@ use crate::conv::{classify, take_failed};
 use crate::ops::W;
 use rusqlite::Connection;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 use weft_store::{StoreError, StoreResult};
 
@@ -30,6 +30,8 @@ type Op = Box<dyn FnOnce(&mut W) -> Done + Send>;
 pub struct Writer {
     tx: mpsc::Sender<Op>,
     closed: Arc<AtomicBool>,
+    /// Batches committed so far.
+    commits: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -39,11 +41,20 @@ impl Writer {
         closed: Arc<AtomicBool>,
     ) -> (Writer, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel::<Op>(MAX_BATCH * 4);
+        let commits = Arc::new(AtomicU64::new(0));
+        let counted = commits.clone();
         let handle = std::thread::Builder::new()
             .name("weft-sqlite-writer".into())
-            .spawn(move || run(W::new(conn), rx))
+            .spawn(move || run(W::new(conn), rx, &counted))
             .expect("spawn writer thread");
-        (Writer { tx, closed }, handle)
+        (
+            Writer {
+                tx,
+                closed,
+                commits,
+            },
+            handle,
+        )
     }
 
     /// Runs `f` in the next batch and returns its result once that batch has committed.
@@ -66,6 +77,21 @@ impl Writer {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Queues `f` for the next batch without waiting for it (from a plain thread); false
+    /// when the queue is full or the writer has stopped, and `f` was dropped.
+    pub fn submit(&self, f: impl FnOnce(&mut W) + Send + 'static) -> bool {
+        let op: Op = Box::new(move |w: &mut W| {
+            f(w);
+            Box::new(|_| {})
+        });
+        !self.closed.load(Ordering::Acquire) && self.tx.try_send(op).is_ok()
+    }
+
+    /// How many batches the writer has committed so far.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Acquire)
+    }
+
     /// True once the writer thread has stopped.
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
@@ -84,7 +110,7 @@ impl Writer {
     }
 }
 
-fn run(mut w: W, mut rx: mpsc::Receiver<Op>) {
+fn run(mut w: W, mut rx: mpsc::Receiver<Op>, commits: &AtomicU64) {
     let mut dones: Vec<Done> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
         let started = std::time::Instant::now();
@@ -118,6 +144,7 @@ fn run(mut w: W, mut rx: mpsc::Receiver<Op>) {
         } else {
             w.conn.execute_batch("COMMIT").map_err(classify)
         };
+        commits.fetch_add(1, Ordering::AcqRel);
         let took = started.elapsed();
         if took > SLOW_BATCH {
             tracing::warn!(

@@ -67,6 +67,22 @@ impl W {
         self.clock.now_ms()
     }
 
+    /// Starts the WAL over now, while the writer is otherwise idle, instead of in whatever
+    /// write comes next: after a checkpoint has copied the whole WAL, the next transaction
+    /// that writes a page restarts it and, at its commit, truncates the file
+    /// (`journal_size_limit = 0`), which takes milliseconds per ten MB of WAL. Rewriting the
+    /// header's `user_version` with its own value is the smallest such write. Best effort:
+    /// while a reader still uses the old WAL nothing restarts, as for any write.
+    pub(crate) fn restart_wal(&mut self) {
+        let same = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+            .and_then(|v| self.conn.pragma_update(None, "user_version", v));
+        if let Err(e) = same {
+            tracing::debug!(error = %e, "could not start the WAL over");
+        }
+    }
+
     pub(crate) fn forget_cache(&mut self) {
         self.conn.flush_prepared_statement_cache();
     }
