@@ -260,7 +260,12 @@ impl Inner {
             }
             self.store
                 .announce_ready(&names.into_iter().collect::<Vec<_>>());
-        } else if !fx.ready.is_empty() {
+        } else if fx.ready.iter().all(|t| t.queue == fx.ready[0].queue) {
+            // One queue (a burst of schedule ticks, say): handed over as it came, with no copy.
+            if let Some(first) = fx.ready.first() {
+                self.queue(&first.queue.clone()).push(fx.ready);
+            }
+        } else {
             let mut by_queue: HashMap<Arc<str>, Vec<ReadyTask>> = HashMap::new();
             for t in fx.ready {
                 by_queue.entry(t.queue.clone()).or_default().push(t);

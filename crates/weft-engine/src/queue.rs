@@ -5,8 +5,8 @@
 
 use parking_lot::Mutex;
 use serde::Serialize;
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
@@ -14,36 +14,81 @@ use tokio::sync::Notify;
 use weft_store::{QueueRate, ReadyTask};
 
 struct Item {
-    priority: i32,
-    seq: u64,
     /// When it became ready here, for the oldest-ready age.
     since: Instant,
     task: ReadyTask,
 }
 
-impl PartialEq for Item {
-    fn eq(&self, other: &Self) -> bool {
-        self.priority == other.priority && self.seq == other.seq
-    }
+/// Tasks waiting for a slot: higher priority first, first in first out among equals. One
+/// line per priority, each kept in chunks of [`CHUNK`] tasks, so a queue that grows to
+/// hundreds of thousands of tasks (a paused queue under a burst of schedule ticks, say)
+/// never moves them all to a larger block: a heap in one vector did, tens of milliseconds
+/// at a time, stalling whoever was handing tasks to it.
+#[derive(Default)]
+struct Waiting {
+    lines: BTreeMap<Reverse<i32>, VecDeque<VecDeque<Item>>>,
+    len: usize,
 }
-impl Eq for Item {}
-impl PartialOrd for Item {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
+
+/// Tasks per chunk of a line.
+const CHUNK: usize = 1024;
+
+impl Waiting {
+    fn push(&mut self, item: Item) {
+        let line = self.lines.entry(Reverse(item.task.priority)).or_default();
+        match line.back_mut() {
+            Some(chunk) if chunk.len() < CHUNK => chunk.push_back(item),
+            _ => {
+                let mut chunk = VecDeque::with_capacity(CHUNK);
+                chunk.push_back(item);
+                line.push_back(chunk);
+            }
+        }
+        self.len += 1;
     }
-}
-impl Ord for Item {
-    /// Higher priority first; among equals, first in first out.
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.priority
-            .cmp(&other.priority)
-            .then_with(|| other.seq.cmp(&self.seq))
+
+    fn pop(&mut self) -> Option<Item> {
+        let mut line = self.lines.first_entry()?;
+        let chunk = line.get_mut().front_mut()?;
+        let item = chunk.pop_front();
+        if chunk.is_empty() {
+            line.get_mut().pop_front();
+            if line.get().is_empty() {
+                line.remove();
+            }
+        }
+        self.len -= usize::from(item.is_some());
+        item
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&Item) -> bool) {
+        for line in self.lines.values_mut() {
+            for chunk in line.iter_mut() {
+                chunk.retain(&mut keep);
+            }
+            line.retain(|c| !c.is_empty());
+        }
+        self.lines.retain(|_, line| !line.is_empty());
+        self.len = self.iter().count();
+    }
+
+    /// In the order they are taken.
+    fn iter(&self) -> impl Iterator<Item = &Item> {
+        self.lines.values().flatten().flatten()
+    }
+
+    /// When the task waiting longest became ready: the oldest front of a line (each line
+    /// is in arrival order).
+    fn oldest(&self) -> Option<Instant> {
+        self.lines
+            .values()
+            .filter_map(|l| l.front()?.front().map(|i| i.since))
+            .min()
     }
 }
 
 struct State {
-    heap: BinaryHeap<Item>,
-    seq: u64,
+    waiting: Waiting,
     running: u32,
     limit: u32,
     paused: bool,
@@ -109,8 +154,7 @@ impl Queue {
         Self {
             name: name.to_string(),
             state: Mutex::new(State {
-                heap: BinaryHeap::new(),
-                seq: 0,
+                waiting: Waiting::default(),
                 running: 0,
                 limit,
                 paused,
@@ -156,14 +200,7 @@ impl Queue {
         let mut s = self.state.lock();
         let since = Instant::now();
         for task in tasks {
-            s.seq += 1;
-            let seq = s.seq;
-            s.heap.push(Item {
-                priority: task.priority,
-                seq,
-                since,
-                task,
-            });
+            s.waiting.push(Item { since, task });
         }
         drop(s);
         self.wake.notify_one();
@@ -176,10 +213,10 @@ impl Queue {
             return Vec::new();
         }
         let free = s.limit.saturating_sub(s.running) as usize;
-        let n = free.min(max).min(s.heap.len());
+        let n = free.min(max).min(s.waiting.len);
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
-            if let Some(item) = s.heap.pop() {
+            if let Some(item) = s.waiting.pop() {
                 out.push(item.task);
             }
         }
@@ -198,7 +235,7 @@ impl Queue {
         if s.paused {
             return 0;
         }
-        let held = s.running + s.heap.len() as u32;
+        let held = s.running + s.waiting.len as u32;
         let want = (2 * s.limit).saturating_sub(held);
         if want >= (s.limit / 2).max(1) || (held == 0 && want > 0) {
             want
@@ -210,10 +247,11 @@ impl Queue {
     /// Takes every waiting task out (none is started from here afterwards).
     pub fn drain(&self) -> Vec<ReadyTask> {
         let mut s = self.state.lock();
-        std::mem::take(&mut s.heap)
-            .into_iter()
-            .map(|i| i.task)
-            .collect()
+        let mut out = Vec::with_capacity(s.waiting.len);
+        while let Some(item) = s.waiting.pop() {
+            out.push(item.task);
+        }
+        out
     }
 
     /// Frees one slot.
@@ -239,20 +277,19 @@ impl Queue {
     pub fn remove_runs(&self, runs: &std::collections::HashSet<&str>) {
         self.state
             .lock()
-            .heap
+            .waiting
             .retain(|i| !runs.contains(&*i.task.run_id));
     }
 
     /// Current figures.
     pub fn stats(&self) -> QueueStats {
         let s = self.state.lock();
-        // A scan, not a second index: stats are read rarely and queues are pushed often.
-        let oldest = s.heap.iter().map(|i| i.since).min();
+        let oldest = s.waiting.oldest();
         QueueStats {
             name: self.name.clone(),
             concurrency: s.limit,
             paused: s.paused,
-            ready: s.heap.len(),
+            ready: s.waiting.len,
             running: s.running,
             oldest_ready_age_ms: oldest.map_or(0, |t| t.elapsed().as_millis() as u64),
             rate: s.rate.map(RateView::from),
@@ -293,6 +330,35 @@ mod tests {
     }
 
     #[test]
+    fn long_lines_keep_priority_then_arrival_order() {
+        let q = Queue::new("q", u32::MAX, false);
+        let n = CHUNK * 3 + 7;
+        let of = |run: String, priority| ReadyTask {
+            run_id: Arc::from(run),
+            ..task("x", priority)
+        };
+        q.push((0..n).map(|i| of(format!("low-{i}"), 0)));
+        q.push((0..n).map(|i| of(format!("high-{i}"), 1)));
+        // Cancel every third low task, across chunk boundaries.
+        let gone: Vec<String> = (0..n).step_by(3).map(|i| format!("low-{i}")).collect();
+        q.remove_runs(&gone.iter().map(String::as_str).collect());
+        let left = 2 * n - gone.len();
+        assert_eq!(q.stats().ready, left);
+        let got: Vec<String> = q
+            .take_runnable(usize::MAX)
+            .iter()
+            .map(|t| t.run_id.to_string())
+            .collect();
+        let want: Vec<String> = (0..n)
+            .map(|i| format!("high-{i}"))
+            .chain((0..n).filter(|i| i % 3 != 0).map(|i| format!("low-{i}")))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(q.stats().ready, 0);
+        assert!(q.take_runnable(1).is_empty());
+    }
+
+    #[test]
     fn pause_and_resize_apply_live() {
         let q = Queue::new("q", 1, true);
         q.push([task("a", 0), task("b", 0)]);
@@ -306,9 +372,16 @@ mod tests {
         let q = Queue::new("q", 1, true);
         assert_eq!(q.stats().oldest_ready_age_ms, 0, "empty queue");
         q.push([task("a", 0)]);
-        let first = q.state.lock().heap.peek().map(|i| i.since).unwrap();
+        let first = q
+            .state
+            .lock()
+            .waiting
+            .iter()
+            .next()
+            .map(|i| i.since)
+            .unwrap();
         q.push([task("b", 0)]);
-        let oldest = q.state.lock().heap.iter().map(|i| i.since).min().unwrap();
+        let oldest = q.state.lock().waiting.oldest().unwrap();
         assert_eq!(oldest, first, "the age is the first-pushed task's");
         q.configure(None, Some(false));
         assert_eq!(q.take_runnable(10).len(), 1);
