@@ -1,5 +1,6 @@
 //! `weft bench schedules`: N schedules (default 10,000) firing every second (or, with
-//! `--spread`, each once a minute at its own second) for D seconds (default 10), and how
+//! `--spread`, each once a minute at its own second) for D seconds (default 10) after a
+//! warm-up (default 5 s, so that every measured tick was prepared ahead), and how
 //! late each tick's run became startable: the fire lag, from the tick's due time to the
 //! moment the fire pass that started it had committed AND handed its ready root tasks to
 //! this process's queues (where a worker takes them). A run prepared ahead of its tick is
@@ -53,12 +54,13 @@ pub async fn schedules(engine: &Engine, args: &BenchArgs) -> anyhow::Result<Valu
     if let Some(e) = applied.into_iter().find_map(Result::err) {
         bail!("cannot apply the schedules: {e}");
     }
-    // Measure ticks due from the next full second on, for `duration` seconds.
-    let from = (SystemClock.now_ms() / 1000 + 1) * 1000;
+    // Measure ticks due from the next full second after the warm-up, for `duration` seconds.
+    let from = (SystemClock.now_ms() / 1000 + 1 + args.warmup as i64) * 1000;
     let until = from + args.duration as i64 * 1000;
     let mut h = hdrhistogram::Histogram::<u64>::new(3)?;
     let mut errors = 0u64;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(args.duration + 30);
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_secs(args.warmup + args.duration + 30);
     loop {
         let batch = match tokio::time::timeout_at(deadline, fired.recv()).await {
             Err(_) => bail!("ticks stopped arriving"),
@@ -98,7 +100,7 @@ pub async fn schedules(engine: &Engine, args: &BenchArgs) -> anyhow::Result<Valu
     let ms = |q: f64| round(h.value_at_quantile(q) as f64);
     Ok(json!({
         "workload": "schedules", "schedules": n, "spread": args.spread,
-        "duration_s": args.duration, "ticks": h.len(), "expected_ticks": expected, "errors": errors,
+        "warmup_s": args.warmup, "duration_s": args.duration, "ticks": h.len(), "expected_ticks": expected, "errors": errors,
         "p50_ms": ms(0.50), "p99_ms": ms(0.99), "max_ms": h.max(),
     }))
 }

@@ -58,6 +58,12 @@ pub struct BenchArgs {
     /// second (schedules).
     #[arg(long)]
     pub spread: bool,
+    /// Seconds of ticks left out before the measured ones (schedules). Default 5, how far
+    /// ahead ticks are prepared: every measured tick then fires as in steady state. With 0
+    /// the first ticks after applying all the schedules at once are measured too (their
+    /// runs are created at the tick, not prepared ahead).
+    #[arg(long, default_value_t = 5)]
+    pub warmup: u64,
     /// Commit durability of the SQLite store.
     #[arg(long, value_enum, default_value = "full")]
     pub durability: DurabilityArg,
