@@ -10,6 +10,9 @@
 //!   the child's outputs when it succeeded, else failed (retryable, so the task's retry
 //!   policy starts a new child or dead-letters it).
 //!
+//! In a cluster it also deletes the shared rate buckets and key slot holds that no longer
+//! limit anything, so per-key limits do not leave a row for every key ever seen.
+//!
 //! Every repair is idempotent (a recount of a consistent run does nothing, a finished run
 //! cannot be cancelled, a stale attempt result is ignored), so the duty needs no lease of
 //! its own: a process alone on its store sweeps, and in a cluster the leader does.
@@ -38,6 +41,32 @@ pub(crate) async fn duty(inner: Arc<Inner>) {
             Ok(0) => {}
             Ok(n) => tracing::warn!(repairs = n, "the sweeper repaired runs"),
             Err(e) => tracing::warn!(error = %e, "sweeper pass failed; trying again next time"),
+        }
+        if inner.config.cluster.is_some() {
+            prune_limits(&inner).await;
+        }
+    }
+}
+
+/// How long ago a rate bucket's next start or a key slot's lease must have passed before
+/// the sweeper deletes the row: a margin for the clocks of a cluster's workers, each of
+/// which compares its own time with it.
+const PRUNE_MARGIN_MS: i64 = 60_000;
+
+/// Deletes the shared rate buckets and key slot holds that no longer limit anything (see
+/// `LimitStore::limits_prune`): without it a per-key rate or concurrency key leaves a row
+/// for every key ever seen. Only a cluster has them; the embedded store keeps limits in
+/// memory.
+async fn prune_limits(inner: &Arc<Inner>) {
+    match inner
+        .store
+        .limits_prune(inner.now() - PRUNE_MARGIN_MS)
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::debug!(rows = n, "pruned spent rate buckets and key slots"),
+        Err(e) => {
+            tracing::warn!(error = %e, "pruning rate buckets and key slots failed; trying again next time")
         }
     }
 }

@@ -174,4 +174,21 @@ impl LimitStore for PostgresStore {
             None => Some(now_us.saturating_add(interval)),
         })
     }
+
+    async fn limits_prune(&self, before: Millis) -> StoreResult<u64> {
+        let c = self.client().await?;
+        let buckets = exec(
+            &c,
+            "DELETE FROM rate_buckets WHERE tat < $1",
+            &[&before.saturating_mul(1000)],
+        )
+        .await?;
+        let holds = exec(
+            &c,
+            "DELETE FROM key_slots WHERE lease_until < $1",
+            &[&before],
+        )
+        .await?;
+        Ok(buckets + holds)
+    }
 }

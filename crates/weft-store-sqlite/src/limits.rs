@@ -154,6 +154,24 @@ impl LimitStore for SqliteStore {
             .exec(move |w| db(take(&w.conn, &bucket, interval, now_us)))
             .await
     }
+
+    async fn limits_prune(&self, before: Millis) -> StoreResult<u64> {
+        self.writer
+            .exec(move |w| {
+                let mut n = 0;
+                for (sql, at) in [
+                    (
+                        "DELETE FROM rate_buckets WHERE tat < ?1",
+                        before.saturating_mul(1000),
+                    ),
+                    ("DELETE FROM key_slots WHERE lease_until < ?1", before),
+                ] {
+                    n += db(w.conn.prepare_cached(sql).and_then(|mut s| s.execute([at])))?;
+                }
+                Ok(n as u64)
+            })
+            .await
+    }
 }
 
 /// The writer thread runs one closure at a time, so the read and the write are atomic.

@@ -69,4 +69,11 @@ pub trait LimitStore: Send + Sync {
         interval_us: u64,
         now_us: i64,
     ) -> StoreResult<Option<i64>>;
+
+    /// Deletes what no longer limits anything as of `before` (ms since the epoch): rate
+    /// buckets whose next start was allowed before it, and key slot holds whose lease ran
+    /// out before it. A missing bucket or hold acts exactly as such a row does, so this
+    /// only keeps the tables from growing with every key ever seen; the sweeper calls it
+    /// with a margin for the workers' clocks. How many rows went.
+    async fn limits_prune(&self, before: Millis) -> StoreResult<u64>;
 }

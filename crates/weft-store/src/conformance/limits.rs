@@ -1,6 +1,7 @@
 //! Run-time key limits: stored by key, replaced by a later put, removed by delete. Key
 //! slots: at most `limit` unexpired holds per key, released or expired holds free theirs.
-//! Rate buckets: starts spaced one interval apart, atomically across callers.
+//! Rate buckets: starts spaced one interval apart, atomically across callers. Pruning drops
+//! only buckets and holds that no longer limit anything.
 
 use crate::{DynStore, KeyLimitRecord, KeySlotHold};
 
@@ -12,6 +13,14 @@ fn hold(key: &str, run: &str, holder: &str, lease_until: i64) -> KeySlotHold {
         holder: holder.into(),
         lease_until,
     }
+}
+
+/// `rate_take` of `bucket` at `now` (µs), every start `interval` µs apart.
+async fn take(store: &DynStore, bucket: &str, interval: u64, now: i64) -> Option<i64> {
+    store
+        .rate_take(bucket, interval, now)
+        .await
+        .expect("rate_take")
 }
 
 async fn runs_holding(store: &DynStore, key: &str, now: i64) -> Vec<String> {
@@ -125,12 +134,7 @@ pub async fn put_replace_list_delete(store: DynStore) {
 pub async fn rate_buckets_space_starts(store: DynStore) {
     let take = |bucket: &'static str, now: i64| {
         let store = store.clone();
-        async move {
-            store
-                .rate_take(bucket, 200_000, now)
-                .await
-                .expect("rate_take")
-        }
+        async move { take(&store, bucket, 200_000, now).await }
     };
     assert_eq!(take("b", 1_000_000).await, None, "a new bucket admits");
     assert_eq!(take("b", 1_000_000).await, Some(1_200_000));
@@ -160,4 +164,38 @@ pub async fn rate_buckets_space_starts(store: DynStore) {
         }
     }
     assert_eq!(allowed, 1, "one of the racing takes is allowed");
+}
+
+/// `limits_prune(before)` deletes the rate buckets whose next start was allowed before
+/// `before` and the key slot holds that expired before it, and nothing else.
+pub async fn limits_prune_drops_only_spent_rows(store: DynStore) {
+    let take = |bucket: &'static str, now: i64| {
+        let store = store.clone();
+        async move { take(&store, bucket, 100_000, now).await }
+    };
+    assert_eq!(take("spent", 1_000_000).await, None);
+    assert_eq!(take("live", 9_000_000).await, None);
+    for (key, run, lease_until) in [("k", "r1", 2_000), ("k2", "r2", 20_000)] {
+        let taken = store
+            .key_acquire(&hold(key, run, "w1", lease_until), 1, 0)
+            .await
+            .expect("key_acquire");
+        assert!(taken);
+    }
+    // Before pruning, the spent rows are still there to be seen (as of an earlier `now`).
+    assert_eq!(take("spent", 1_050_000).await, Some(1_100_000));
+    assert_eq!(runs_holding(&store, "k", 0).await, vec!["r1"]);
+
+    let pruned = store.limits_prune(5_000).await.expect("limits_prune");
+    assert_eq!(pruned, 2, "one bucket and one hold were spent by 5 s");
+    assert_eq!(take("spent", 1_050_000).await, None, "the bucket is gone");
+    assert!(
+        runs_holding(&store, "k", 0).await.is_empty(),
+        "the hold is gone"
+    );
+    assert_eq!(take("live", 9_050_000).await, Some(9_100_000), "kept");
+    assert_eq!(runs_holding(&store, "k2", 0).await, vec!["r2"], "kept");
+    // (the take of "spent" above made a new bucket, due at 1.15 s)
+    assert_eq!(store.limits_prune(5_000).await.expect("prune"), 1);
+    assert_eq!(store.limits_prune(5_000).await.expect("prune"), 0);
 }

@@ -224,6 +224,7 @@ macro_rules! conformance_tests {
                 put_replace_list_delete,
                 key_slots_acquire_release_expire,
                 rate_buckets_space_starts,
+                limits_prune_drops_only_spent_rows,
             }
             keys {
                 empty_store_has_no_keys,
