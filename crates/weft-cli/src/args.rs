@@ -75,7 +75,8 @@ pub enum Command {
     Loadtest(crate::loadtest::LoadtestArgs),
     /// Check a running deployment and score it: nodes ready, queues served, pools within
     /// max_connections, a leader, clocks; then a short load test and, with --faults, a
-    /// fault drill. Exits 1 when a check fails, 2 when the target cannot be reached.
+    /// fault drill. Exits 1 when a check fails, 2 when the target cannot be reached or an
+    /// option is invalid.
     Validate(crate::validate::ValidateArgs),
 }
 

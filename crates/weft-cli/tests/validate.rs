@@ -293,3 +293,32 @@ async fn a_target_that_is_down_or_silent_ends_with_a_clear_verdict() {
     );
     held.abort();
 }
+
+#[tokio::test]
+async fn bad_load_and_drill_settings_are_usage_errors_before_any_request() {
+    // Nobody listens: a refusal here must not even try the target.
+    let url = format!("http://127.0.0.1:{}", free_port());
+    for (flag, value, says) in [
+        (
+            "--rate",
+            "0",
+            "must be a positive number of runs per second, not 0",
+        ),
+        (
+            "--rate",
+            "-3",
+            "must be a positive number of runs per second, not -3",
+        ),
+        ("--rate", "fast", "expected a number of runs per second"),
+        ("--drill-runs", "1", "1 is not in 2.."),
+    ] {
+        let o = validate(&["--url", &url, &format!("{flag}={value}")]).await;
+        let (out, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {out}{err}");
+        assert!(
+            err.contains(flag) && err.contains(says),
+            "{flag} {value}: {err}"
+        );
+        assert!(!err.contains("validating"), "no check ran: {err}");
+    }
+}

@@ -43,7 +43,7 @@ pub struct ValidateArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     pub timeout: Duration,
     /// Load test: runs started per second
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, default_value_t = 20.0, value_parser = positive_rate)]
     pub rate: f64,
     /// Load test: how long
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
@@ -71,8 +71,8 @@ pub struct ValidateArgs {
     /// Drill: how long --pause-pid stays paused
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     pub pause_for: Duration,
-    /// Drill: runs started (the fault comes after half of them)
-    #[arg(long, default_value_t = 100)]
+    /// Drill: runs started (the fault comes after half of them; at least 2)
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(2..))]
     pub drill_runs: u32,
     /// Drill: how long the accepted runs have to finish after the last start
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "60s")]
@@ -93,18 +93,22 @@ impl ValidateArgs {
     }
 }
 
+/// `--rate`: a positive, finite number of runs per second (a usage error otherwise, exit 2).
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r > 0.0 && r.is_finite() => Ok(r),
+        Ok(_) => Err(format!(
+            "must be a positive number of runs per second, not {s}"
+        )),
+        Err(e) => Err(format!(
+            "{e}: expected a number of runs per second, e.g. 20"
+        )),
+    }
+}
+
 /// Runs every check, prints the checklist, writes the report; exits 1 when a check
 /// failed and 2 when the target could not be reached.
 pub async fn run(args: ValidateArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.rate > 0.0 && args.rate.is_finite(),
-        "--rate must be a positive number of runs per second, not {}",
-        args.rate
-    );
-    anyhow::ensure!(
-        args.drill_runs >= 2,
-        "--drill-runs must be at least 2 (the fault comes after half)"
-    );
     let client = Client::with_key(&args.url, args.api_key.as_deref(), Some(args.timeout))?;
     let url = args.url.trim_end_matches('/');
     eprintln!("validating {url} ...");
