@@ -211,7 +211,8 @@ pub(crate) struct ReasonDoc {
     #[schema(example = "pending")]
     task_state: String,
     /// `scheduled_start`, `delay`, `backoff`, `deferred`, `queue_paused`, `no_worker`,
-    /// `concurrency_key`, `rate_limit`, `waiting_for_slot`, `running`, `child_run` or `dead`.
+    /// `concurrency_key`, `rate_limit`, `waiting_for_slot`, `claimed`, `running`,
+    /// `child_run` or `dead`.
     #[schema(example = "queue_paused")]
     code: String,
     /// The reason in plain words.
@@ -286,6 +287,10 @@ pub(crate) struct TaskDoc {
     /// Present when the task waits without using an attempt (its target's circuit breaker
     /// was open); cleared by its next attempt result.
     deferred: Option<DeferralDoc>,
+    /// In a cluster, for a ready task: the worker (node id) that has claimed it and starts
+    /// it when it has a free slot and its limits allow. Absent otherwise.
+    #[schema(example = "worker-1")]
+    claimed_by: Option<String>,
 }
 
 /// Why and until when a task was deferred.

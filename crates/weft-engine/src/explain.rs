@@ -43,8 +43,8 @@ pub struct Reason {
     /// Its task state.
     pub task_state: TaskState,
     /// A stable code: `scheduled_start`, `delay`, `backoff`, `deferred`, `queue_paused`,
-    /// `no_worker`, `concurrency_key`, `rate_limit`, `waiting_for_slot`, `running`,
-    /// `child_run`, `dead`.
+    /// `no_worker`, `concurrency_key`, `rate_limit`, `waiting_for_slot`, `claimed` (by
+    /// another worker of the cluster), `running`, `child_run`, `dead`.
     pub code: &'static str,
     /// The reason in plain words.
     pub message: String,
@@ -117,7 +117,7 @@ impl Engine {
         let progressing = live
             && reasons
                 .iter()
-                .any(|r| matches!(r.code, "running" | "waiting_for_slot"));
+                .any(|r| matches!(r.code, "running" | "waiting_for_slot" | "claimed"));
         let summary = summary(&detail, &reasons, progressing);
         Ok(Explanation {
             run_id: detail.run.id,
@@ -309,12 +309,25 @@ impl Engine {
                 ),
                 Some(until),
             ),
-            None => Reason::new(
-                t,
-                "waiting_for_slot",
-                format!("ready in queue {q}, waiting for a free worker slot"),
-                None,
-            ),
+            None => match &t.claimed_by {
+                // Claimed by another process of the cluster: whether its attempt runs there
+                // or waits for that worker's slots and limits is known only there, so the
+                // worker is named rather than a cause guessed at.
+                Some(worker) if worker != self.node_id() => Reason::new(
+                    t,
+                    "claimed",
+                    format!(
+                        "claimed by worker {worker}, which is running it or starts it when it has a free slot in queue {q} and its limits allow"
+                    ),
+                    None,
+                ),
+                _ => Reason::new(
+                    t,
+                    "waiting_for_slot",
+                    format!("ready in queue {q}, waiting for a free worker slot"),
+                    None,
+                ),
+            },
         }
     }
 }
@@ -343,10 +356,17 @@ fn summary(detail: &RunDetail, reasons: &[Reason], progressing: bool) -> String 
                 .filter(|r| r.code == "running")
                 .map(|r| r.node.as_str())
                 .collect();
-            if running.is_empty() {
-                "progressing: tasks are ready and slots are free".into()
-            } else {
+            let claimed: Vec<&str> = reasons
+                .iter()
+                .filter(|r| r.code == "claimed")
+                .map(|r| r.node.as_str())
+                .collect();
+            if !running.is_empty() {
                 format!("progressing: running {}", running.join(", "))
+            } else if !claimed.is_empty() {
+                format!("progressing: {} claimed by a worker", claimed.join(", "))
+            } else {
+                "progressing: tasks are ready and slots are free".into()
             }
         }
         RunState::Queued | RunState::Running => match reasons.first() {

@@ -6,41 +6,13 @@
 
 mod common;
 
-use common::{schema, succeeded, until};
+use common::{cluster_process, schema, succeeded, until};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use weft_core::RunState;
-use weft_engine::{ClusterConfig, Engine, EngineConfig};
-use weft_store_postgres::testing::{self, SchemaGuard};
+use weft_engine::Engine;
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// A cluster process on its own pool: a worker (with `queues` from its configuration), or
-/// with `worker: false` a gateway that runs no attempts and no leader duties.
-async fn process(
-    guard: &SchemaGuard,
-    name: &str,
-    worker: bool,
-    queues: BTreeMap<String, u32>,
-) -> Engine {
-    let cluster = ClusterConfig {
-        lease: Duration::from_millis(3000),
-        leader_ttl: Duration::from_millis(1000),
-        leader_retry: Duration::from_millis(200),
-        poll: Duration::from_millis(50),
-        orchestrator: worker,
-        ..ClusterConfig::new(name)
-    };
-    let config = EngineConfig {
-        cluster: Some(cluster),
-        run_workers: worker,
-        queues,
-        ..EngineConfig::default()
-    };
-    Engine::start(testing::connect(&guard.schema).await, config)
-        .await
-        .expect("engine starts")
-}
 
 /// `queue`'s (concurrency, paused) as `engine` sees it, once it knows the queue.
 fn seen(engine: &Engine, queue: &str) -> Option<(u32, bool)> {
@@ -54,9 +26,9 @@ fn seen(engine: &Engine, queue: &str) -> Option<(u32, bool)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_queue_paused_and_resized_through_a_gateway_follows_on_every_worker() {
     let guard = schema().await;
-    let gateway = process(&guard, "gw", false, BTreeMap::new()).await;
+    let gateway = cluster_process(&guard, "gw", false, BTreeMap::new()).await;
     // The worker's configuration sets `fixed` but says nothing of `jobs`.
-    let worker = process(
+    let worker = cluster_process(
         &guard,
         "w1",
         true,

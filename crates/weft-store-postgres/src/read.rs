@@ -125,6 +125,7 @@ fn to_task(r: &Row) -> StoreResult<TaskRecord> {
             }),
             _ => None,
         },
+        claimed_by: col::<Option<String>>(r, 13)?.filter(|_| state == TaskState::Ready),
     })
 }
 
@@ -133,7 +134,7 @@ pub(crate) async fn run_get(c: &Client, id: &str) -> StoreResult<Option<RunDetai
     // Both statements go out together (tokio-postgres pipelines them): one round trip.
     let run_sql = format!("SELECT {RUN_COLS} FROM runs WHERE id = $1 AND id_ms = $2");
     let task_sql = "SELECT node, state, attempt, queue, scheduled_at, output, error, attempts::text, child_run, finished_at,
-                           deferred_reason, deferred_until, deferrals
+                           deferred_reason, deferred_until, deferrals, lease_owner
                     FROM tasks WHERE run_id = $1 AND run_ms = $2 ORDER BY idx";
     let (run_stmt, task_stmt) =
         tokio::try_join!(c.prepare_cached(&run_sql), c.prepare_cached(task_sql)).map_err(db)?;

@@ -209,7 +209,7 @@ pub fn run_get(c: &Connection, id: &str) -> StoreResult<Option<RunDetail>> {
     let rows: Vec<_> = db(c
         .prepare_cached(
             "SELECT node, state, attempt, queue, scheduled_at, output, error, attempts, child_run, finished_at,
-                    deferred_reason, deferred_until, deferrals
+                    deferred_reason, deferred_until, deferrals, lease_owner
              FROM tasks WHERE run_id = ?1 ORDER BY idx",
         )
         .and_then(|mut s| {
@@ -226,6 +226,7 @@ pub fn run_get(c: &Connection, id: &str) -> StoreResult<Option<RunDetail>> {
                     r.get::<_, Option<String>>(8)?,
                     r.get::<_, Option<i64>>(9)?,
                     deferral(r.get(10)?, r.get(11)?, r.get(12)?),
+                    r.get::<_, Option<String>>(13)?,
                 ))
             })?
             .collect::<Result<Vec<_>, _>>()
@@ -243,6 +244,7 @@ pub fn run_get(c: &Connection, id: &str) -> StoreResult<Option<RunDetail>> {
         child_run,
         finished_at,
         deferred,
+        claimed_by,
     ) in rows
     {
         let state = TaskState::parse(&state)
@@ -268,6 +270,7 @@ pub fn run_get(c: &Connection, id: &str) -> StoreResult<Option<RunDetail>> {
             child_run,
             finished_at,
             deferred: deferred.filter(|_| !state.is_terminal()),
+            claimed_by: claimed_by.filter(|_| state == TaskState::Ready),
         });
     }
     Ok(Some(RunDetail { run, tasks }))

@@ -147,6 +147,10 @@ pub struct TaskRecord {
     /// Why the task is waiting without using an attempt, from its last
     /// [`Outcome::Deferred`]; cleared by its next attempt result.
     pub deferred: Option<Deferral>,
+    /// In a cluster: the worker process (its node id) that has claimed this ready task and
+    /// starts it when it has a free slot and its limits allow. Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claimed_by: Option<String>,
 }
 
 /// Why and until when a task was deferred (see [`Outcome::Deferred`]).

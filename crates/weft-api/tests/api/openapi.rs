@@ -153,7 +153,17 @@ async fn documented_record_fields_match_real_responses() {
     run_fields.insert("finished_at".into());
     assert_eq!(run_fields, fields(&spec, "RunViewDoc"));
     let mut task = keys(&run["nodes"][0]);
-    task.extend(["started_at", "scheduled_at", "output", "child_run"].map(String::from));
+    // Present only in a cluster, on a claimed ready task.
+    task.extend(
+        [
+            "started_at",
+            "scheduled_at",
+            "output",
+            "child_run",
+            "claimed_by",
+        ]
+        .map(String::from),
+    );
     assert_eq!(task, fields(&spec, "TaskDoc"));
     assert_eq!(
         keys(&run["nodes"][0]["attempts"][0]),

@@ -27,6 +27,38 @@ pub async fn schema() -> weft_store_postgres::testing::SchemaGuard {
     weft_store_postgres::testing::fresh().await.1
 }
 
+/// A cluster process on its own pool over `guard`'s schema, with short leases and polls:
+/// a worker and orchestrator (queues from `queues`, as its configuration would give), or
+/// with `worker: false` a gateway that runs no attempts and no leader duties.
+#[allow(dead_code)]
+pub async fn cluster_process(
+    guard: &weft_store_postgres::testing::SchemaGuard,
+    name: &str,
+    worker: bool,
+    queues: std::collections::BTreeMap<String, u32>,
+) -> Engine {
+    let cluster = weft_engine::ClusterConfig {
+        lease: Duration::from_millis(3000),
+        leader_ttl: Duration::from_millis(1000),
+        leader_retry: Duration::from_millis(200),
+        poll: Duration::from_millis(50),
+        orchestrator: worker,
+        ..weft_engine::ClusterConfig::new(name)
+    };
+    let config = EngineConfig {
+        cluster: Some(cluster),
+        run_workers: worker,
+        queues,
+        ..EngineConfig::default()
+    };
+    Engine::start(
+        weft_store_postgres::testing::connect(&guard.schema).await,
+        config,
+    )
+    .await
+    .expect("engine starts")
+}
+
 /// How many of the runs `ids` have succeeded.
 #[allow(dead_code)]
 pub async fn succeeded(e: &Engine, ids: &[String]) -> usize {
