@@ -37,7 +37,51 @@ pub struct EmailClient {
 
 struct ClientInner {
     config: EmailConfig,
-    transports: Mutex<HashMap<Target, Transport>>,
+    transports: Mutex<Pools>,
+}
+
+/// Pools by server and account, each with the use count at its last use.
+#[derive(Default)]
+struct Pools {
+    by_target: HashMap<Target, (Transport, u64)>,
+    uses: u64,
+}
+
+/// Most pools kept at once. Nodes may template their server, so the servers seen are not
+/// bounded; past this many the least recently used pool is dropped (its idle connections
+/// close; a send still using it finishes, as it holds its own handle).
+const MAX_POOLS: usize = 64;
+
+impl Pools {
+    /// `target`'s pool, marked as used now.
+    fn get(&mut self, target: &Target) -> Option<Transport> {
+        self.uses += 1;
+        let (t, used) = self.by_target.get_mut(target)?;
+        *used = self.uses;
+        Some(t.clone())
+    }
+
+    /// Keeps `built` as `target`'s pool unless one is kept already, dropping the least
+    /// recently used pool when [`MAX_POOLS`] are kept; returns the pool kept.
+    fn insert(&mut self, target: &Target, built: Transport) -> Transport {
+        if let Some(t) = self.get(target) {
+            return t;
+        }
+        if self.by_target.len() >= MAX_POOLS {
+            let oldest = self
+                .by_target
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                self.by_target.remove(&oldest);
+            }
+        }
+        self.uses += 1;
+        self.by_target
+            .insert(target.clone(), (built.clone(), self.uses));
+        built
+    }
 }
 
 fn fail(error: String, retryable: bool) -> Outcome {
@@ -50,7 +94,7 @@ impl EmailClient {
         Self {
             inner: Arc::new(ClientInner {
                 config,
-                transports: Mutex::new(HashMap::new()),
+                transports: Mutex::new(Pools::default()),
             }),
         }
     }
@@ -100,12 +144,11 @@ impl EmailClient {
     /// The pooled transport for `target`, created on first use.
     fn transport(&self, target: &Target) -> Result<Transport, Outcome> {
         if let Some(t) = self.inner.transports.lock().get(target) {
-            return Ok(t.clone());
+            return Ok(t);
         }
         let built = self.build_transport(target)?;
         // Two first sends may race; keep whichever got in first so there is one pool.
-        let mut map = self.inner.transports.lock();
-        Ok(map.entry(target.clone()).or_insert(built).clone())
+        Ok(self.inner.transports.lock().insert(target, built))
     }
 
     fn build_transport(&self, target: &Target) -> Result<Transport, Outcome> {
@@ -304,4 +347,40 @@ fn chain(e: &SmtpError) -> String {
 /// Parameters as the handler receives them, for the dispatcher.
 pub(crate) fn parse_params(params: &Value) -> Result<EmailParams, Outcome> {
     serde_json::from_value(params.clone()).map_err(|e| fail(format!("invalid params: {e}"), false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(i: usize) -> Target {
+        Target {
+            host: format!("smtp{i}.example.com"),
+            port: 25,
+            tls: SmtpTls::None,
+            username: None,
+            password: None,
+        }
+    }
+
+    // A pool's drop closes its connections on the runtime, as in a send.
+    #[tokio::test]
+    async fn at_most_max_pools_are_kept_and_the_least_recently_used_goes() {
+        let c = EmailClient::new(EmailConfig::default());
+        c.transport(&target(0)).expect("pool");
+        for i in 1..MAX_POOLS {
+            c.transport(&target(i)).expect("pool");
+        }
+        // Used again: now the most recent; the least recent is target 1.
+        c.transport(&target(0)).expect("pool");
+        c.transport(&target(MAX_POOLS)).expect("pool");
+        let pools = c.inner.transports.lock();
+        assert_eq!(pools.by_target.len(), MAX_POOLS);
+        assert!(
+            !pools.by_target.contains_key(&target(1)),
+            "least recently used"
+        );
+        assert!(pools.by_target.contains_key(&target(MAX_POOLS)));
+        assert!(pools.by_target.contains_key(&target(2)));
+    }
 }
