@@ -263,7 +263,7 @@ impl Inner {
         } else if fx.ready.iter().all(|t| t.queue == fx.ready[0].queue) {
             // One queue (a burst of schedule ticks, say): handed over as it came, with no copy.
             if let Some(first) = fx.ready.first() {
-                self.queue(&first.queue.clone()).push(fx.ready);
+                self.queue(&first.queue).push(fx.ready);
             }
         } else {
             let mut by_queue: HashMap<Arc<str>, Vec<ReadyTask>> = HashMap::new();

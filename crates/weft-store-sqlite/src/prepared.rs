@@ -92,7 +92,7 @@ impl W {
     /// Releases every due prepared tick the fire step would release (see
     /// `ScheduleStore::schedule_release_due`), leaving the schedules for the fire step.
     /// A burst of ten thousand ticks due at once is read from the schedules alone (the
-    /// prepared run's version is kept beside it) and released in one update.
+    /// prepared run's version is kept beside it) and released in one transaction.
     pub(crate) fn schedule_release_due(
         &mut self,
         now: Millis,
@@ -147,9 +147,9 @@ impl W {
 
     /// Starts held runs at their ticks: `delay` roots start their timer from the tick, the
     /// other roots become ready. Says for each run whether it had something held (a run
-    /// cancelled meanwhile has not). One small update per root: measured against one statement over
-    /// all the runs' ids (`json_each`, `RETURNING` the rows changed), it is faster for a
-    /// burst of 10,000 (19 ms against 25-28 ms).
+    /// cancelled meanwhile has not). One small update per root: measured against one
+    /// statement over all the runs' ids (`json_each`, `RETURNING` the rows changed), it is
+    /// faster for a burst of 10,000 (19 ms against 25-28 ms).
     pub(crate) fn release_prepared(
         &mut self,
         batch: &[Release],
@@ -170,9 +170,7 @@ impl W {
                 }
                 *released = true;
                 match due {
-                    Some(due) => {
-                        fx.next_due = Some(fx.next_due.map_or(due, |d: Millis| d.min(due)))
-                    }
+                    Some(due) => fx.due_at(due),
                     None => fx
                         .ready
                         .push(ReadyTask::of(&r.run, &r.flow, r.version, node, 1)),

@@ -369,13 +369,17 @@ pub struct Effects {
 }
 
 impl Effects {
+    /// Notes a durable timer due at `at`: the engine wakes at the earliest one noted.
+    pub fn due_at(&mut self, at: Millis) {
+        self.next_due = Some(self.next_due.map_or(at, |d| d.min(at)));
+    }
+
     /// Folds `other` into `self`.
     pub fn merge(&mut self, other: Effects) {
         self.ready.extend(other.ready);
-        self.next_due = match (self.next_due, other.next_due) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        if let Some(at) = other.next_due {
+            self.due_at(at);
+        }
         self.finished.extend(other.finished);
         self.cancelled.extend(other.cancelled);
         self.changes.extend(other.changes);

@@ -12,7 +12,7 @@
 
 use super::dag::{Deltas, Seed};
 use super::finish::ParentOutcome;
-use super::{RunId, W, due, new_change};
+use super::{RunId, W, new_change};
 use crate::conv::{col, db, exec, rows, to_text};
 use rand::Rng;
 use serde_json::Value;
@@ -367,7 +367,7 @@ impl W<'_> {
                             next_attempt_at: Some(next),
                             ..change(TaskState::Pending)
                         }));
-                        due(&mut self.fx, next);
+                        self.fx.due_at(next);
                         deltas.add(&r.run, r.ms, 0, 0, at);
                     }
                     None => {
@@ -391,7 +391,7 @@ impl W<'_> {
                         next_attempt_at: Some(until),
                         ..change(TaskState::Pending)
                     }));
-                    due(&mut self.fx, until);
+                    self.fx.due_at(until);
                     deltas.add(&r.run, r.ms, 0, 0, at);
                 }
             }

@@ -1,6 +1,6 @@
 //! Creating runs with their tasks: a whole batch in a constant number of statements.
 
-use super::{W, due};
+use super::W;
 use crate::conv::{col, exec, rows, run_ms, to_text};
 use std::collections::HashMap;
 use weft_core::time::Millis;
@@ -147,7 +147,7 @@ impl W<'_> {
                 t_priority.push(node.priority);
                 t_due.push(at);
                 if let Some(at) = at {
-                    due(&mut self.fx, at);
+                    self.fx.due_at(at);
                 } else if is_root {
                     self.fx
                         .ready

@@ -1,7 +1,7 @@
 //! Moving a run's DAG forward after nodes finish: successor counters, activation and
 //! skips (docs/decisions/0003), for a whole wave of results at once.
 
-use super::{RunId, W, due, new_change};
+use super::{RunId, W, new_change};
 use crate::conv::{col, exec, rows};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -150,7 +150,7 @@ impl W<'_> {
                 deltas.add(&e.run, e.ms, 1, 0, e.at);
                 if node.kind == NodeKind::Delay {
                     let at = e.at + node.delay.unwrap_or_default().as_millis() as Millis;
-                    due(&mut self.fx, at);
+                    self.fx.due_at(at);
                     delayed.push((i, at));
                 } else {
                     self.fx

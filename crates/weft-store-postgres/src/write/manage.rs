@@ -1,8 +1,8 @@
 //! Cancelling runs, firing due timers, and the dead-letter queue.
 
+use super::W;
 use super::apply::Res;
 use super::finish::ParentOutcome;
-use super::{W, due};
 use crate::PostgresStore;
 use crate::conv::{col, exec, row, rows, run_ms};
 use std::sync::Arc;
@@ -233,7 +233,7 @@ pub(crate) async fn promote_due(store: &PostgresStore, now: Millis) -> StoreResu
         crate::read::next_due(&w.tx).await?
     };
     if let Some(next) = next {
-        due(&mut w.fx, next);
+        w.fx.due_at(next);
     }
     w.commit().await
 }

@@ -293,10 +293,5 @@ pub(crate) fn new_change(
     }
 }
 
-/// Folds a timer into `fx.next_due`.
-pub(crate) fn due(fx: &mut Effects, at: Millis) {
-    fx.next_due = Some(fx.next_due.map_or(at, |d| d.min(at)));
-}
-
 /// Shared handle type for run ids inside a batch.
 pub(crate) type RunId = Arc<str>;

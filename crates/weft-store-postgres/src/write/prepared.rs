@@ -5,8 +5,8 @@
 //! step does, so two processes never prepare the same tick at once, and the tick key stops
 //! a duplicate even if they did.
 
+use super::W;
 use super::schedules::{CACHE, schedule_flow_memo};
-use super::{W, due};
 use crate::PostgresStore;
 use crate::conv::{col, exec, rows, run_ms};
 use weft_core::time::Millis;
@@ -191,7 +191,7 @@ impl W<'_> {
                 }
                 released.insert(r.run.clone());
                 if let Some(at) = r.root_due(node) {
-                    due(&mut self.fx, at);
+                    self.fx.due_at(at);
                 } else {
                     self.fx
                         .ready

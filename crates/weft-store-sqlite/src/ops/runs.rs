@@ -66,7 +66,7 @@ impl W {
                     s.execute(params![run.id, node.name, idx as i64, state, node.needs.len() as i64, node.queue, node.priority, due])
                 }))?;
             if let Some(due) = due {
-                fx.next_due = Some(fx.next_due.map_or(due, |d: Millis| d.min(due)));
+                fx.due_at(due);
             } else if is_root {
                 fx.ready
                     .push(ReadyTask::of(&run.id, flow, run.version, node, 1));

@@ -86,7 +86,7 @@ impl W {
                             next_attempt_at: Some(due),
                             ..new_change(key, idx, TaskState::Pending, attempt, finished_at)
                         }));
-                        fx.next_due = Some(fx.next_due.map_or(due, |d: Millis| d.min(due)));
+                        fx.due_at(due);
                         self.run_adjust(key.run, 0, 0, finished_at, fx)?;
                     }
                     return Ok(());
@@ -150,7 +150,7 @@ impl W {
                         next_attempt_at: Some(until),
                         ..new_change(key, idx, TaskState::Pending, attempt, finished_at)
                     }));
-                    fx.next_due = Some(fx.next_due.map_or(until, |d: Millis| d.min(until)));
+                    fx.due_at(until);
                     self.run_adjust(key.run, 0, 0, finished_at, fx)?;
                 }
                 Ok(())
@@ -242,7 +242,7 @@ impl W {
                 .conn
                 .prepare_cached("UPDATE tasks SET state = 'pending', scheduled_at = ?3 WHERE run_id = ?1 AND node = ?2")
                 .and_then(|mut s| s.execute(params![key.run, node.name, due])))?;
-            fx.next_due = Some(fx.next_due.map_or(due, |d: Millis| d.min(due)));
+            fx.due_at(due);
         } else {
             db(self
                 .conn

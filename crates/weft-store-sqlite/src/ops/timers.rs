@@ -54,7 +54,7 @@ impl W {
         }
         let next = if more { Some(now) } else { self.next_due()? };
         if let Some(next) = next {
-            fx.next_due = Some(fx.next_due.map_or(next, |d: Millis| d.min(next)));
+            fx.due_at(next);
         }
         Ok(())
     }
